@@ -1,0 +1,164 @@
+//! Configuration of the running service, and parsing of the values CKAN admins copy from
+//! their CKAN config (the token secret in `string:`, `file:` or bare form).
+
+use crate::error::{Error, Result};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Who may create webhooks at all, as in the old ckanext-webhooks plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MinimumAuth {
+    /// Any active user with a valid token.
+    None,
+    /// Editors or admins of at least one organization, and sysadmins.
+    Editor,
+    /// Admins of at least one organization, and sysadmins.
+    Admin,
+    /// Sysadmins only.
+    Sysadmin,
+}
+
+impl std::str::FromStr for MinimumAuth {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<Self> {
+        match value {
+            "none" => Ok(Self::None),
+            "editor" => Ok(Self::Editor),
+            "admin" => Ok(Self::Admin),
+            "sysadmin" => Ok(Self::Sysadmin),
+            other => Err(Error::config(format!(
+                "invalid minimum auth {other:?}: expected none, editor, admin or sysadmin"
+            ))),
+        }
+    }
+}
+
+/// How webhooks are sent: timeouts, retries and rate limits.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Whether receivers on loopback, private and link-local addresses are allowed.
+    pub allow_private_targets: bool,
+    /// Time allowed to open a connection to a receiver.
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole attempt, connect to last response byte.
+    pub timeout: Duration,
+    /// Attempts before a delivery is declared dead.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles with every further attempt.
+    pub retry_base: Duration,
+    /// The longest delay between two attempts.
+    pub retry_max: Duration,
+    /// Requests per second allowed to one destination (scheme, host, port).
+    pub rate_per_destination: u32,
+    /// Attempts in flight at once across all destinations.
+    pub concurrency: usize,
+    /// How long a claimed delivery stays reserved for the instance that claimed it.
+    pub lease: Duration,
+    /// Bytes of a receiver's response kept in the delivery record.
+    pub response_keep_bytes: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            max_attempts: 12,
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(6 * 3600),
+            rate_per_destination: 50,
+            concurrency: 64,
+            lease: Duration::from_secs(30),
+            response_keep_bytes: 1024,
+        }
+    }
+}
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The CKAN database, which also holds the side schema.
+    pub database_url: String,
+    /// Where the action API listens.
+    pub listen: SocketAddr,
+    /// The CKAN site URL, sent as the payload's `ckan` key.
+    pub site_url: String,
+    /// The key CKAN signs its API tokens with (HS256).
+    pub token_secret: Vec<u8>,
+    /// Who may create webhooks.
+    pub minimum_auth: MinimumAuth,
+    /// How often the change log is read when no NOTIFY arrives.
+    pub poll_interval: Duration,
+    /// Connections in the service's pool.
+    pub pool_size: usize,
+    /// Delivery settings.
+    pub delivery: DeliveryConfig,
+}
+
+/// Resolves a token secret written as CKAN's config accepts it: `string:VALUE`,
+/// `file:PATH` (the file's content, trailing newline removed) or a bare value.
+pub fn parse_token_secret(value: &str) -> Result<Vec<u8>> {
+    let secret = if let Some(rest) = value.strip_prefix("string:") {
+        rest.as_bytes().to_vec()
+    } else if let Some(path) = value.strip_prefix("file:") {
+        let mut content = std::fs::read(path)
+            .map_err(|err| Error::config(format!("cannot read token secret file {path:?}: {err}")))?;
+        while content.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            content.pop();
+        }
+        content
+    } else {
+        value.as_bytes().to_vec()
+    };
+    if secret.is_empty() {
+        return Err(Error::config("the token secret is empty"));
+    }
+    Ok(secret)
+}
+
+/// Checks a CKAN site URL and returns it without a trailing slash.
+pub fn parse_site_url(value: &str) -> Result<String> {
+    let trimmed = value.trim_end_matches('/');
+    let ok = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+        && trimmed.len() > "https://".len() - 1;
+    if !ok {
+        return Err(Error::config(format!(
+            "invalid site URL {value:?}: expected http://host or https://host"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_secret_forms() {
+        assert_eq!(parse_token_secret("string:abc").unwrap(), b"abc");
+        assert_eq!(parse_token_secret("abc").unwrap(), b"abc");
+        let dir = std::env::temp_dir().join(format!("ckwh-secret-{}", std::process::id()));
+        std::fs::write(&dir, "from-file\n").unwrap();
+        let value = format!("file:{}", dir.display());
+        assert_eq!(parse_token_secret(&value).unwrap(), b"from-file");
+        std::fs::remove_file(&dir).unwrap();
+        assert!(parse_token_secret("string:").is_err());
+        let err = parse_token_secret("file:/nonexistent/secret").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/secret"));
+    }
+
+    #[test]
+    fn minimum_auth_parses_and_rejects() {
+        assert_eq!("editor".parse::<MinimumAuth>().unwrap(), MinimumAuth::Editor);
+        assert!("root".parse::<MinimumAuth>().unwrap_err().to_string().contains("root"));
+        assert!(MinimumAuth::Sysadmin > MinimumAuth::Admin);
+    }
+
+    #[test]
+    fn site_url_checked() {
+        assert_eq!(parse_site_url("http://ckan.example/").unwrap(), "http://ckan.example");
+        assert!(parse_site_url("ckan.example").is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! The crate's error type: a kind that callers branch on, and a message for the log.
+
+use std::fmt;
+
+/// What went wrong, coarse enough for callers to decide what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// PostgreSQL refused or dropped the connection or a statement.
+    Database,
+    /// The configuration or a command-line value is unusable.
+    Config,
+    /// The CKAN database does not look like CKAN, or the side schema is not as expected.
+    Schema,
+    /// A network or HTTP problem talking to a webhook receiver or a client.
+    Http,
+    /// A local I/O problem: files, processes, sockets.
+    Io,
+}
+
+/// The crate's error: a kind plus a human message (never a secret).
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    /// A new error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), source: None }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The error's kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// A configuration error naming the bad value.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Self {
+        let message = match err.as_db_error() {
+            Some(db) => format!("database error {}: {}", db.code().code(), db.message()),
+            None => "database error".to_string(),
+        };
+        Self { kind: ErrorKind::Database, message, source: Some(Box::new(err)) }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        Error::new(ErrorKind::Database, "database pool").with_source(err)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error::new(ErrorKind::Io, "i/o").with_source(err)
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

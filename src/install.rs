@@ -1,0 +1,168 @@
+//! Install and uninstall: the side schema and capture triggers, from the numbered SQL
+//! files under `sql/`, applied in one transaction under an advisory lock and recorded in
+//! a ledger with each file's sha2 checksum.
+
+use crate::error::{Error, ErrorKind, Result};
+use sha2::{Digest, Sha256};
+
+/// The side schema everything of ours lives in.
+pub const SCHEMA: &str = "ckan_webhooks";
+
+/// Advisory lock key serialising installs and uninstalls ("ckanwhk1").
+const INSTALL_LOCK: i64 = 0x636b_616e_7768_6b31;
+
+/// One embedded SQL file.
+struct Migration {
+    name: &'static str,
+    sql: &'static str,
+    /// Capture files are forgotten by uninstall, so a later install re-applies them.
+    capture: bool,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "0001_side_schema",
+        sql: include_str!("../sql/0001_side_schema.sql"),
+        capture: false,
+    },
+    Migration { name: "0002_capture", sql: include_str!("../sql/0002_capture.sql"), capture: true },
+];
+
+const UNINSTALL: &str = include_str!("../sql/uninstall.sql");
+
+/// What an install did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallReport {
+    /// Files applied by this run, in order.
+    pub applied: Vec<String>,
+    /// CKAN tables that now carry capture triggers.
+    pub captured_tables: Vec<String>,
+}
+
+/// The sha2 checksum of a file's text, hex.
+fn checksum(sql: &str) -> String {
+    let digest = Sha256::digest(sql.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates the side schema and triggers, or does nothing when they are current.
+/// A file whose checksum differs from the ledger's is an error: it was changed after
+/// being applied, and silently re-running it could lose data.
+pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallReport> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK]).await?;
+
+    let package: Option<String> =
+        tx.query_one("SELECT to_regclass('public.package')::text", &[]).await?.get(0);
+    if package.is_none() {
+        return Err(Error::new(
+            ErrorKind::Schema,
+            "no CKAN table public.package in this database: is this the CKAN database?",
+        ));
+    }
+
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+         CREATE TABLE IF NOT EXISTS {SCHEMA}.migration (
+             name text PRIMARY KEY,
+             checksum text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );"
+    ))
+    .await?;
+
+    let mut applied = Vec::new();
+    for migration in MIGRATIONS {
+        let sum = checksum(migration.sql);
+        let row = tx
+            .query_opt(
+                &format!("SELECT checksum FROM {SCHEMA}.migration WHERE name = $1"),
+                &[&migration.name],
+            )
+            .await?;
+        match row {
+            Some(row) if row.get::<_, String>(0) == sum => continue,
+            Some(_) => {
+                return Err(Error::new(
+                    ErrorKind::Schema,
+                    format!(
+                        "{} was changed after it was applied (checksum differs); \
+                         refusing to install over it",
+                        migration.name
+                    ),
+                ))
+            }
+            None => {}
+        }
+        tx.batch_execute(migration.sql).await?;
+        tx.execute(
+            &format!("INSERT INTO {SCHEMA}.migration (name, checksum) VALUES ($1, $2)"),
+            &[&migration.name, &sum],
+        )
+        .await?;
+        applied.push(migration.name.to_string());
+    }
+
+    let captured_tables = captured_tables(&tx).await?;
+    tx.commit().await?;
+    Ok(InstallReport { applied, captured_tables })
+}
+
+/// Removes triggers and capture functions; with `drop_data`, the whole side schema.
+pub async fn uninstall(client: &mut tokio_postgres::Client, drop_data: bool) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK]).await?;
+
+    let schema: Option<String> =
+        tx.query_one("SELECT to_regnamespace($1)::text", &[&SCHEMA]).await?.get(0);
+    if schema.is_some() {
+        tx.batch_execute(UNINSTALL).await?;
+        if drop_data {
+            tx.batch_execute(&format!("DROP SCHEMA {SCHEMA} CASCADE")).await?;
+        } else {
+            let capture: Vec<&str> =
+                MIGRATIONS.iter().filter(|m| m.capture).map(|m| m.name).collect();
+            tx.execute(
+                &format!("DELETE FROM {SCHEMA}.migration WHERE name = ANY($1)"),
+                &[&capture],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// CKAN tables that carry all three of our capture triggers.
+pub async fn captured_tables(client: &impl tokio_postgres::GenericClient) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text
+             FROM pg_trigger t
+             JOIN pg_class c ON c.oid = t.tgrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+             WHERE t.tgname IN ('ckan_webhooks_insert', 'ckan_webhooks_update',
+                                'ckan_webhooks_delete')
+             GROUP BY c.relname
+             HAVING count(*) = 3
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_numbered_in_order_and_checksummed() {
+        let names: Vec<_> = MIGRATIONS.iter().map(|m| m.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert_eq!(checksum("a").len(), 64);
+        assert_ne!(checksum("a"), checksum("b"));
+    }
+}

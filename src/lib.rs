@@ -1,0 +1,35 @@
+//! ckan-webhooks: webhooks for any CKAN portal, attached to its PostgreSQL database from
+//! outside. The map of the crate, in the order data flows through it:
+//!
+//! - [`install`]: the side schema and the capture triggers (`sql/`), with a ledger.
+//! - [`watch`]: wakes on NOTIFY or a timer and turns committed change-log transactions
+//!   into events and delivery rows, one transaction at a time.
+//! - [`derive`]: the pure rules that turn one transaction's row changes into CKAN events.
+//! - [`payload`]: the JSON body a receiver gets.
+//! - [`deliver`]: claims due deliveries and sends them with a rate-limited hyper client.
+//! - [`retry`]: the backoff schedule.
+//! - [`sign`]: Standard Webhooks signatures and secrets.
+//! - [`target`]: which receiver addresses may be called.
+//! - [`api`]: the CKAN-style action API for subscriptions, with CKAN's own tokens.
+//! - [`store`]: connections and every query on the side schema.
+//! - [`service`]: `run(config, shutdown)`, which starts all of the above.
+//! - [`cluster`]: a throwaway PostgreSQL cluster, for the demo and the tests.
+//! - [`demo`]: the self-contained demonstration.
+//! - [`config`], [`error`], [`shutdown`]: settings, the error type, graceful stop.
+
+pub mod api;
+pub mod cluster;
+pub mod config;
+pub mod deliver;
+pub mod demo;
+pub mod derive;
+pub mod error;
+pub mod install;
+pub mod payload;
+pub mod retry;
+pub mod service;
+pub mod shutdown;
+pub mod sign;
+pub mod store;
+pub mod target;
+pub mod watch;

@@ -1,0 +1,3 @@
+//! The one integration test binary: everything that touches PostgreSQL or HTTP.
+
+mod support;

@@ -1,0 +1,3 @@
+//! Shared test support: databases, receivers, and the service started in-process.
+
+pub mod db;
