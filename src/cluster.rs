@@ -31,9 +31,16 @@ fn bindir() -> Result<PathBuf> {
         .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
         .unwrap_or_default();
     versions.sort();
-    versions.into_iter().rev().find(|d| d.join("initdb").exists()).ok_or_else(|| {
-        Error::new(ErrorKind::Io, "initdb not found: install PostgreSQL server binaries")
-    })
+    versions
+        .into_iter()
+        .rev()
+        .find(|d| d.join("initdb").exists())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Io,
+                "initdb not found: install PostgreSQL server binaries",
+            )
+        })
 }
 
 /// The uid and gid of the `postgres` OS user, when we run as root.
@@ -84,12 +91,26 @@ impl Cluster {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
         }
         let port = free_port()?;
-        let cluster = Cluster { dir, port, bindir, run_as };
+        let cluster = Cluster {
+            dir,
+            port,
+            bindir,
+            run_as,
+        };
 
         let data = cluster.data_dir();
         cluster.run(
             "initdb",
-            &["-D", path_str(&data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"],
+            &[
+                "-D",
+                path_str(&data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
         )?;
         let options = format!(
             "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
@@ -100,7 +121,16 @@ impl Cluster {
         let log = cluster.dir.join("postgres.log");
         cluster.run(
             "pg_ctl",
-            &["-D", path_str(&data), "-l", path_str(&log), "-o", &options, "-w", "start"],
+            &[
+                "-D",
+                path_str(&data),
+                "-l",
+                path_str(&log),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
         )?;
         tracing::info!(port, dir = %cluster.dir.display(), "throwaway postgresql started");
         Ok(cluster)
@@ -132,7 +162,10 @@ impl Cluster {
         if !out.status.success() {
             return Err(Error::new(
                 ErrorKind::Io,
-                format!("{tool} failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                format!(
+                    "{tool} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             ));
         }
         Ok(())
@@ -146,7 +179,10 @@ fn path_str(path: &Path) -> &str {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let data = self.data_dir();
-        let _ = self.run("pg_ctl", &["-D", path_str(&data), "-m", "immediate", "-w", "stop"]);
+        let _ = self.run(
+            "pg_ctl",
+            &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -103,8 +103,9 @@ pub fn parse_token_secret(value: &str) -> Result<Vec<u8>> {
     let secret = if let Some(rest) = value.strip_prefix("string:") {
         rest.as_bytes().to_vec()
     } else if let Some(path) = value.strip_prefix("file:") {
-        let mut content = std::fs::read(path)
-            .map_err(|err| Error::config(format!("cannot read token secret file {path:?}: {err}")))?;
+        let mut content = std::fs::read(path).map_err(|err| {
+            Error::config(format!("cannot read token secret file {path:?}: {err}"))
+        })?;
         while content.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             content.pop();
         }
@@ -151,14 +152,24 @@ mod tests {
 
     #[test]
     fn minimum_auth_parses_and_rejects() {
-        assert_eq!("editor".parse::<MinimumAuth>().unwrap(), MinimumAuth::Editor);
-        assert!("root".parse::<MinimumAuth>().unwrap_err().to_string().contains("root"));
+        assert_eq!(
+            "editor".parse::<MinimumAuth>().unwrap(),
+            MinimumAuth::Editor
+        );
+        assert!("root"
+            .parse::<MinimumAuth>()
+            .unwrap_err()
+            .to_string()
+            .contains("root"));
         assert!(MinimumAuth::Sysadmin > MinimumAuth::Admin);
     }
 
     #[test]
     fn site_url_checked() {
-        assert_eq!(parse_site_url("http://ckan.example/").unwrap(), "http://ckan.example");
+        assert_eq!(
+            parse_site_url("http://ckan.example/").unwrap(),
+            "http://ckan.example"
+        );
         assert!(parse_site_url("ckan.example").is_err());
     }
 }

@@ -29,7 +29,11 @@ pub struct Error {
 impl Error {
     /// A new error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying cause.
@@ -65,7 +69,11 @@ impl From<tokio_postgres::Error> for Error {
             Some(db) => format!("database error {}: {}", db.code().code(), db.message()),
             None => "database error".to_string(),
         };
-        Self { kind: ErrorKind::Database, message, source: Some(Box::new(err)) }
+        Self {
+            kind: ErrorKind::Database,
+            message,
+            source: Some(Box::new(err)),
+        }
     }
 }
 

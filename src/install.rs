@@ -25,7 +25,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0001_side_schema.sql"),
         capture: false,
     },
-    Migration { name: "0002_capture", sql: include_str!("../sql/0002_capture.sql"), capture: true },
+    Migration {
+        name: "0002_capture",
+        sql: include_str!("../sql/0002_capture.sql"),
+        capture: true,
+    },
 ];
 
 const UNINSTALL: &str = include_str!("../sql/uninstall.sql");
@@ -50,10 +54,13 @@ fn checksum(sql: &str) -> String {
 /// being applied, and silently re-running it could lose data.
 pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallReport> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
+        .await?;
 
-    let package: Option<String> =
-        tx.query_one("SELECT to_regclass('public.package')::text", &[]).await?.get(0);
+    let package: Option<String> = tx
+        .query_one("SELECT to_regclass('public.package')::text", &[])
+        .await?
+        .get(0);
     if package.is_none() {
         return Err(Error::new(
             ErrorKind::Schema,
@@ -105,23 +112,33 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallRepor
 
     let captured_tables = captured_tables(&tx).await?;
     tx.commit().await?;
-    Ok(InstallReport { applied, captured_tables })
+    Ok(InstallReport {
+        applied,
+        captured_tables,
+    })
 }
 
 /// Removes triggers and capture functions; with `drop_data`, the whole side schema.
 pub async fn uninstall(client: &mut tokio_postgres::Client, drop_data: bool) -> Result<()> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
+        .await?;
 
-    let schema: Option<String> =
-        tx.query_one("SELECT to_regnamespace($1)::text", &[&SCHEMA]).await?.get(0);
+    let schema: Option<String> = tx
+        .query_one("SELECT to_regnamespace($1)::text", &[&SCHEMA])
+        .await?
+        .get(0);
     if schema.is_some() {
         tx.batch_execute(UNINSTALL).await?;
         if drop_data {
-            tx.batch_execute(&format!("DROP SCHEMA {SCHEMA} CASCADE")).await?;
+            tx.batch_execute(&format!("DROP SCHEMA {SCHEMA} CASCADE"))
+                .await?;
         } else {
-            let capture: Vec<&str> =
-                MIGRATIONS.iter().filter(|m| m.capture).map(|m| m.name).collect();
+            let capture: Vec<&str> = MIGRATIONS
+                .iter()
+                .filter(|m| m.capture)
+                .map(|m| m.name)
+                .collect();
             tx.execute(
                 &format!("DELETE FROM {SCHEMA}.migration WHERE name = ANY($1)"),
                 &[&capture],

@@ -77,7 +77,9 @@ pub fn render(event: &Event, to: Recipient<'_>, site_url: &str) -> Vec<u8> {
         address: to.address,
         user_ref: to.user_ref,
         ckan: site_url,
-        occurred_at: event.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        occurred_at: event
+            .occurred_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true),
         dataset_id: &event.dataset_id,
         organization_id: event.organization_id.as_deref(),
         dataset_type: event.dataset_type.as_deref(),
@@ -104,7 +106,11 @@ mod tests {
             changes: Some(json!(["title"])),
             occurred_at: "2026-01-02T03:04:05.123456Z".parse().unwrap(),
         };
-        let to = Recipient { webhook_id: "h1", address: "http://r/", user_ref: "u1" };
+        let to = Recipient {
+            webhook_id: "h1",
+            address: "http://r/",
+            user_ref: "u1",
+        };
         let body: Value = serde_json::from_slice(&render(&event, to, "http://ckan")).unwrap();
         assert_eq!(
             body,

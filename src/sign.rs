@@ -20,7 +20,10 @@ pub fn generate_secret() -> String {
 /// The key bytes of a secret: the base64 after `whsec_`, or the raw text of a secret
 /// given in another form by a caller.
 pub fn secret_key(secret: &str) -> Vec<u8> {
-    match secret.strip_prefix(SECRET_PREFIX).map(|b64| STANDARD.decode(b64)) {
+    match secret
+        .strip_prefix(SECRET_PREFIX)
+        .map(|b64| STANDARD.decode(b64))
+    {
         Some(Ok(key)) => key,
         _ => secret.as_bytes().to_vec(),
     }

@@ -29,20 +29,31 @@ static SERVER: OnceLock<Server> = OnceLock::new();
 fn server() -> &'static Server {
     SERVER.get_or_init(|| {
         if let Ok(url) = std::env::var("CKAN_WEBHOOKS_TEST_DATABASE_URL") {
-            return Server { admin_url: url, _cluster: None };
+            return Server {
+                admin_url: url,
+                _cluster: None,
+            };
         }
         let local = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
         if std::net::TcpStream::connect("127.0.0.1:5432").is_ok() {
-            return Server { admin_url: local, _cluster: None };
+            return Server {
+                admin_url: local,
+                _cluster: None,
+            };
         }
         eprintln!("no PostgreSQL on 127.0.0.1:5432: starting a throwaway cluster");
         let cluster = std::thread::spawn(|| {
-            tokio::runtime::Runtime::new().unwrap().block_on(Cluster::start())
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(Cluster::start())
         })
         .join()
         .unwrap()
         .expect("start a throwaway PostgreSQL cluster");
-        Server { admin_url: cluster.url("postgres"), _cluster: Some(cluster) }
+        Server {
+            admin_url: cluster.url("postgres"),
+            _cluster: Some(cluster),
+        }
     })
 }
 
@@ -92,7 +103,9 @@ fn url_for(db: &str) -> String {
 impl TestDb {
     /// A database with the core CKAN schema and the side schema installed.
     pub async fn installed() -> TestDb {
-        Self::create(Schema::Core, true).await.expect("core schema is embedded")
+        Self::create(Schema::Core, true)
+            .await
+            .expect("core schema is embedded")
     }
 
     /// A database with `schema`, installed or not; None when the schema file is absent.
@@ -112,11 +125,18 @@ impl TestDb {
         let digest = hasher.finalize();
         let tpl: String = format!(
             "ckwh_tpl_{}",
-            digest.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
+            digest
+                .iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         );
 
         let admin = admin().await;
-        admin.execute("SELECT pg_advisory_lock(727272)", &[]).await.unwrap();
+        admin
+            .execute("SELECT pg_advisory_lock(727272)", &[])
+            .await
+            .unwrap();
         let exists = admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&tpl])
             .await
@@ -124,15 +144,27 @@ impl TestDb {
             .is_some();
         if !exists {
             let building = format!("{tpl}_building");
-            admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.unwrap();
-            admin.batch_execute(&format!("CREATE DATABASE {building}")).await.unwrap();
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
+                .await
+                .unwrap();
+            admin
+                .batch_execute(&format!("CREATE DATABASE {building}"))
+                .await
+                .unwrap();
             {
-                let (mut client, conn) =
-                    tokio_postgres::connect(&url_for(&building), NoTls).await.unwrap();
+                let (mut client, conn) = tokio_postgres::connect(&url_for(&building), NoTls)
+                    .await
+                    .unwrap();
                 let handle = tokio::spawn(conn);
-                client.batch_execute(&strip_psql_meta(&sql)).await.expect("load CKAN schema");
+                client
+                    .batch_execute(&strip_psql_meta(&sql))
+                    .await
+                    .expect("load CKAN schema");
                 if install {
-                    ckan_webhooks::install::install(&mut client).await.expect("install");
+                    ckan_webhooks::install::install(&mut client)
+                        .await
+                        .expect("install");
                 }
                 drop(client);
                 let _ = handle.await;
@@ -142,12 +174,18 @@ impl TestDb {
                 .await
                 .unwrap();
         }
-        admin.execute("SELECT pg_advisory_unlock(727272)", &[]).await.unwrap();
+        admin
+            .execute("SELECT pg_advisory_unlock(727272)", &[])
+            .await
+            .unwrap();
 
         let name = format!("ckwh_t_{:016x}", rand::random::<u64>());
         let mut tries = 0;
         loop {
-            match admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {tpl}")).await {
+            match admin
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {tpl}"))
+                .await
+            {
                 Ok(()) => break,
                 Err(err) if tries < 20 => {
                     tries += 1;
@@ -157,7 +195,10 @@ impl TestDb {
                 Err(err) => panic!("create test database: {err}"),
             }
         }
-        Some(TestDb { url: url_for(&name), name })
+        Some(TestDb {
+            url: url_for(&name),
+            name,
+        })
     }
 
     /// A client connected to this database.
@@ -171,7 +212,10 @@ impl TestDb {
 /// pg_dump output carries psql meta-commands (`\restrict` in newer dumps) that the
 /// server does not understand; drop them.
 fn strip_psql_meta(sql: &str) -> String {
-    sql.lines().filter(|l| !l.starts_with('\\')).collect::<Vec<_>>().join("\n")
+    sql.lines()
+        .filter(|l| !l.starts_with('\\'))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for TestDb {
@@ -179,7 +223,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         let admin_url = server().admin_url.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 if let Ok((client, conn)) = tokio_postgres::connect(&admin_url, NoTls).await {
                     tokio::spawn(conn);
