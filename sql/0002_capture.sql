@@ -55,7 +55,8 @@ BEGIN
                CASE WHEN (j.o -> 'state', j.o -> 'private', j.o -> 'owner_org')
                          IS DISTINCT FROM (j.n -> 'state', j.n -> 'private', j.n -> 'owner_org')
                     THEN j.o
-                    ELSE jsonb_build_object('id', j.o -> 'id', 'state', j.o -> 'state',
+                    ELSE jsonb_build_object('__head', true, 'id', j.o -> 'id',
+                                            'state', j.o -> 'state',
                                             'private', j.o -> 'private',
                                             'owner_org', j.o -> 'owner_org',
                                             'type', j.o -> 'type', 'name', j.o -> 'name')
@@ -100,7 +101,8 @@ BEGIN
                CASE WHEN (j.o -> 'state', j.o -> 'package_id')
                          IS DISTINCT FROM (j.n -> 'state', j.n -> 'package_id')
                     THEN j.o
-                    ELSE jsonb_build_object('id', j.o -> 'id', 'state', j.o -> 'state',
+                    ELSE jsonb_build_object('__head', true, 'id', j.o -> 'id',
+                                            'state', j.o -> 'state',
                                             'package_id', j.o -> 'package_id',
                                             'format', j.o -> 'format')
                END

@@ -1,1 +1,457 @@
-//! Not written yet.
+//! The rules of DESIGN.md §3: one committed transaction's row changes become CKAN events.
+//!
+//! Each entity touched in the transaction is compared in its state before the
+//! transaction (the old image of its first change) and after it (the new image of its
+//! last change). Visibility decides the topic: not visible → visible is a create,
+//! visible → visible with changed content an update, visible → not visible a delete.
+//! Pure: the rows the transaction did not touch but the rules need (the dataset of a
+//! changed resource, the resources of a dataset whose visibility changed) are fetched by
+//! the caller and passed in as [`Lookups`].
+
+use crate::payload::{scrub, Event};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// A CKAN table the capture triggers watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Datasets.
+    Package,
+    /// Resources (data files and links) of datasets.
+    Resource,
+    /// Extras as key/value rows (CKAN ≤ 2.11).
+    PackageExtra,
+    /// Tags of datasets.
+    PackageTag,
+    /// Group and organization membership of datasets.
+    Member,
+}
+
+impl Table {
+    /// The table for a captured table name.
+    pub fn from_name(name: &str) -> Option<Table> {
+        match name {
+            "package" => Some(Table::Package),
+            "resource" => Some(Table::Resource),
+            "package_extra" => Some(Table::PackageExtra),
+            "package_tag" => Some(Table::PackageTag),
+            "member" => Some(Table::Member),
+            _ => None,
+        }
+    }
+}
+
+/// The kind of row change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A row was inserted.
+    Insert,
+    /// A row was updated.
+    Update,
+    /// A row was deleted.
+    Delete,
+}
+
+/// One captured row change, as stored in the change log.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Change-log id: capture order within the transaction.
+    pub id: i64,
+    /// The table changed.
+    pub table: Table,
+    /// What happened to the row.
+    pub op: Op,
+    /// The row's id.
+    pub row_id: String,
+    /// The dataset the row belongs to.
+    pub package_id: Option<String>,
+    /// The old image: whole for deletes; for updates whole when a visibility column
+    /// changed, else only its visibility columns marked `__head`; updates add
+    /// `__old_hash`, `__new_hash` and `__changed`.
+    pub old_row: Option<Value>,
+    /// The new image, whole.
+    pub new_row: Option<Value>,
+    /// When the change was captured.
+    pub captured_at: DateTime<Utc>,
+}
+
+/// Rows the transaction did not touch, as they are now.
+#[derive(Debug, Clone, Default)]
+pub struct Lookups {
+    /// Datasets whose resources or child rows changed but whose own row did not.
+    pub packages: HashMap<String, Value>,
+    /// Resources of datasets whose visibility changed, by dataset id.
+    pub resources: HashMap<String, Vec<Value>>,
+}
+
+/// An entity's state before and after the transaction.
+#[derive(Debug, Clone)]
+struct Track {
+    before: Option<Value>,
+    after: Option<Value>,
+    before_hash: Option<String>,
+    after_hash: Option<String>,
+    changed: BTreeSet<String>,
+}
+
+impl Track {
+    fn new(change: &Change) -> Track {
+        let before = match change.op {
+            Op::Insert => None,
+            Op::Update | Op::Delete => change.old_row.clone(),
+        };
+        let before_hash = hidden(&change.old_row, "__old_hash");
+        let mut track = Track {
+            before,
+            after: None,
+            before_hash,
+            after_hash: None,
+            changed: BTreeSet::new(),
+        };
+        track.apply(change);
+        track
+    }
+
+    fn apply(&mut self, change: &Change) {
+        match change.op {
+            Op::Insert => {
+                self.after = change.new_row.clone();
+                self.after_hash = None;
+            }
+            Op::Update => {
+                self.after = change.new_row.clone();
+                self.after_hash = hidden(&change.old_row, "__new_hash");
+                if let Some(Value::Array(keys)) = change.old_row.as_ref().map(|o| &o["__changed"]) {
+                    self.changed
+                        .extend(keys.iter().filter_map(|k| k.as_str().map(String::from)));
+                }
+            }
+            Op::Delete => {
+                self.after = None;
+                self.after_hash = None;
+            }
+        }
+    }
+
+    /// Whether the content differs, `metadata_modified` aside. Without both hashes
+    /// (a row deleted and inserted again) it is taken as changed.
+    fn content_changed(&self) -> bool {
+        match (&self.before_hash, &self.after_hash) {
+            (Some(before), Some(after)) => before != after,
+            _ => true,
+        }
+    }
+
+    /// Changed field names, without `metadata_modified`.
+    fn changed_fields(&self) -> Vec<String> {
+        if !self.content_changed() {
+            return Vec::new();
+        }
+        self.changed
+            .iter()
+            .filter(|k| *k != "metadata_modified")
+            .cloned()
+            .collect()
+    }
+
+    /// The row to show for a delete: the whole old row when captured, else the new one.
+    fn deleted_entity(&self) -> Option<&Value> {
+        match &self.before {
+            Some(before) if before.get("__head").is_none() => Some(before),
+            _ => self.after.as_ref().or(self.before.as_ref()),
+        }
+    }
+}
+
+fn hidden(row: &Option<Value>, key: &str) -> Option<String> {
+    row.as_ref()
+        .and_then(|r| r.get(key))
+        .and_then(|v| v.as_str())
+        .map(String::from)
+}
+
+fn field<'a>(row: &'a Value, key: &str) -> Option<&'a str> {
+    row.get(key).and_then(|v| v.as_str())
+}
+
+/// A dataset row as the public sees it: it exists, is active and is not private.
+fn dataset_visible(row: Option<&Value>) -> bool {
+    row.is_some_and(|r| {
+        field(r, "state") == Some("active")
+            && r.get("private").and_then(|p| p.as_bool()) != Some(true)
+    })
+}
+
+/// A resource row is visible when it is active and its dataset is visible.
+fn resource_visible(row: Option<&Value>, dataset_visible: bool) -> bool {
+    dataset_visible && row.is_some_and(|r| field(r, "state") == Some("active"))
+}
+
+/// One committed transaction's changes, in capture order.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    /// PostgreSQL transaction id.
+    pub txid: i64,
+    /// Its captured changes, ordered by change-log id.
+    pub changes: Vec<Change>,
+}
+
+/// What happened to the datasets of one transaction, entity by entity.
+struct Summary {
+    /// Datasets in order of their first change.
+    datasets: Vec<String>,
+    packages: HashMap<String, Track>,
+    resources: Vec<(String, Track)>,
+    children: HashMap<String, BTreeSet<&'static str>>,
+}
+
+impl Transaction {
+    fn summarise(&self) -> Summary {
+        let mut datasets: Vec<(i64, String)> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut packages: HashMap<String, Track> = HashMap::new();
+        let mut resources: Vec<(String, Track)> = Vec::new();
+        let mut resource_index: HashMap<String, usize> = HashMap::new();
+        let mut children: HashMap<String, BTreeSet<&'static str>> = HashMap::new();
+
+        for change in &self.changes {
+            let Some(dataset) = change.package_id.clone() else {
+                continue;
+            };
+            if seen.insert(dataset.clone()) {
+                datasets.push((change.id, dataset.clone()));
+            }
+            match change.table {
+                Table::Package => {
+                    packages
+                        .entry(change.row_id.clone())
+                        .and_modify(|t| t.apply(change))
+                        .or_insert_with(|| Track::new(change));
+                }
+                Table::Resource => match resource_index.get(&change.row_id) {
+                    Some(i) => resources[*i].1.apply(change),
+                    None => {
+                        resource_index.insert(change.row_id.clone(), resources.len());
+                        resources.push((change.row_id.clone(), Track::new(change)));
+                    }
+                },
+                Table::PackageTag => {
+                    children.entry(dataset).or_default().insert("tags");
+                }
+                Table::PackageExtra => {
+                    children.entry(dataset).or_default().insert("extras");
+                }
+                Table::Member => {
+                    // The owner organization's row mirrors package.owner_org; only groups count.
+                    let row = change.new_row.as_ref().or(change.old_row.as_ref());
+                    if row.and_then(|r| field(r, "capacity")) != Some("organization") {
+                        children.entry(dataset).or_default().insert("groups");
+                    }
+                }
+            }
+        }
+        datasets.sort();
+        Summary {
+            datasets: datasets.into_iter().map(|(_, d)| d).collect(),
+            packages,
+            resources,
+            children,
+        }
+    }
+
+    /// Datasets referenced by resource or child changes whose own row did not change:
+    /// the caller fetches them into [`Lookups::packages`].
+    pub fn untouched_datasets(&self) -> Vec<String> {
+        let summary = self.summarise();
+        summary
+            .datasets
+            .into_iter()
+            .filter(|d| !summary.packages.contains_key(d))
+            .collect()
+    }
+
+    /// Datasets whose visibility changed: the caller fetches their resources into
+    /// [`Lookups::resources`].
+    pub fn visibility_changed_datasets(&self) -> Vec<String> {
+        let summary = self.summarise();
+        summary
+            .datasets
+            .into_iter()
+            .filter(|d| {
+                summary.packages.get(d).is_some_and(|t| {
+                    dataset_visible(t.before.as_ref()) != dataset_visible(t.after.as_ref())
+                })
+            })
+            .collect()
+    }
+
+    /// When the transaction's last change was captured.
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        self.changes
+            .iter()
+            .map(|c| c.captured_at)
+            .max()
+            .unwrap_or_else(Utc::now)
+    }
+}
+
+/// Derives the transaction's events, in the order receivers should see them: per
+/// dataset (in order of first change), creates parent first, deletes children first,
+/// and a dataset update after its resources' events.
+pub fn derive(tx: &Transaction, lookups: &Lookups) -> Vec<Event> {
+    let summary = tx.summarise();
+    let occurred_at = tx.occurred_at();
+    let mut events = Vec::new();
+
+    for dataset in &summary.datasets {
+        let (before, after, own) = match summary.packages.get(dataset) {
+            Some(track) => (track.before.as_ref(), track.after.as_ref(), Some(track)),
+            None => {
+                let current = lookups.packages.get(dataset);
+                (current, current, None)
+            }
+        };
+        let was_visible = dataset_visible(before);
+        let is_visible = dataset_visible(after);
+        let meta_row = after.or(before);
+        let meta = Meta {
+            dataset_id: dataset,
+            organization_id: meta_row
+                .and_then(|r| field(r, "owner_org"))
+                .map(String::from),
+            dataset_type: meta_row.and_then(|r| field(r, "type")).map(String::from),
+            occurred_at,
+        };
+
+        // Resource transitions: tracked ones first, then untouched ones of a dataset
+        // whose visibility changed.
+        let tracked: Vec<&(String, Track)> = summary
+            .resources
+            .iter()
+            .filter(|(_, t)| resource_dataset(t).as_deref() == Some(dataset.as_str()))
+            .collect();
+        let mut resource_events = Vec::new();
+        for (_, track) in &tracked {
+            let rv_before = resource_visible(track.before.as_ref(), was_visible);
+            let rv_after = resource_visible(track.after.as_ref(), is_visible);
+            match (rv_before, rv_after) {
+                (false, true) => resource_events.push(meta.event(
+                    "resource/create",
+                    track.after.clone().unwrap_or(Value::Null),
+                    None,
+                )),
+                (true, false) => resource_events.push(meta.event(
+                    "resource/delete",
+                    track.deleted_entity().cloned().unwrap_or(Value::Null),
+                    None,
+                )),
+                (true, true) if track.content_changed() => resource_events.push(meta.event(
+                    "resource/update",
+                    track.after.clone().unwrap_or(Value::Null),
+                    Some(json!(track.changed_fields())),
+                )),
+                _ => {}
+            }
+        }
+        if was_visible != is_visible {
+            let tracked_ids: HashSet<&str> = tracked.iter().map(|(id, _)| id.as_str()).collect();
+            for row in lookups.resources.get(dataset).into_iter().flatten() {
+                let id = field(row, "id").unwrap_or_default();
+                if tracked_ids.contains(id) || field(row, "state") != Some("active") {
+                    continue;
+                }
+                let topic = if is_visible {
+                    "resource/create"
+                } else {
+                    "resource/delete"
+                };
+                resource_events.push(meta.event(topic, row.clone(), None));
+            }
+        }
+
+        match (was_visible, is_visible) {
+            (false, true) => {
+                let entity = after.cloned().unwrap_or(Value::Null);
+                events.push(meta.event("dataset/create", entity, None));
+                events.extend(resource_events);
+            }
+            (true, false) => {
+                events.extend(resource_events);
+                let entity = own
+                    .and_then(|t| t.deleted_entity())
+                    .or(before)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                events.push(meta.event("dataset/delete", entity, None));
+            }
+            (true, true) => {
+                let mut changes: Vec<String> = own.map(|t| t.changed_fields()).unwrap_or_default();
+                if !resource_events.is_empty() {
+                    changes.push("resources".into());
+                }
+                if let Some(kinds) = summary.children.get(dataset) {
+                    changes.extend(kinds.iter().map(|k| k.to_string()));
+                }
+                let has_events = !resource_events.is_empty();
+                events.extend(resource_events);
+                if !changes.is_empty() || has_events {
+                    let entity = after.cloned().unwrap_or(Value::Null);
+                    events.push(meta.event("dataset/update", entity, Some(json!(changes))));
+                }
+            }
+            (false, false) => {}
+        }
+    }
+    events
+}
+
+/// The dataset a resource belongs to after the transaction (before it, if deleted).
+fn resource_dataset(track: &Track) -> Option<String> {
+    track
+        .after
+        .as_ref()
+        .or(track.before.as_ref())
+        .and_then(|r| field(r, "package_id"))
+        .map(String::from)
+}
+
+/// What every event of one dataset carries.
+struct Meta<'a> {
+    dataset_id: &'a str,
+    organization_id: Option<String>,
+    dataset_type: Option<String>,
+    occurred_at: DateTime<Utc>,
+}
+
+impl Meta<'_> {
+    fn event(&self, topic: &str, entity: Value, changes: Option<Value>) -> Event {
+        Event {
+            id: new_id(),
+            topic: topic.to_string(),
+            dataset_id: self.dataset_id.to_string(),
+            organization_id: self.organization_id.clone(),
+            dataset_type: self.dataset_type.clone(),
+            entity: scrub(strip_hidden(entity)),
+            changes,
+            occurred_at: self.occurred_at,
+        }
+    }
+}
+
+/// Removes the capture's bookkeeping keys from an image.
+fn strip_hidden(mut row: Value) -> Value {
+    if let Value::Object(map) = &mut row {
+        map.retain(|k, _| !k.starts_with("__"));
+    }
+    row
+}
+
+/// A new random id: 128 bits, hex.
+pub fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+#[cfg(test)]
+#[path = "derive_tests.rs"]
+mod tests;
