@@ -1,1 +1,167 @@
-fn main() {}
+//! The `ckan-webhooks` command: install, uninstall, run and demo.
+
+use anyhow::Context;
+use ckan_webhooks::config::{self, DeliveryConfig, MinimumAuth, RunConfig};
+use ckan_webhooks::{demo, install, service, shutdown, store};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Webhooks for any CKAN portal, attached to its PostgreSQL database from outside.
+#[derive(Parser)]
+#[command(name = "ckan-webhooks", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the side schema and the capture triggers (idempotent).
+    Install(DatabaseArgs),
+    /// Remove the capture triggers and functions; with --drop-data the side schema too.
+    Uninstall {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Also drop the ckan_webhooks schema with its subscriptions and delivery records.
+        #[arg(long, env = "CKAN_WEBHOOKS_DROP_DATA")]
+        drop_data: bool,
+    },
+    /// Run the service: action API, change watcher and deliverer.
+    Run(RunArgs),
+    /// Show webhooks end to end on a throwaway PostgreSQL (or on --database-url).
+    Demo {
+        /// A database to use instead of a throwaway cluster.
+        #[arg(long, env = "CKAN_WEBHOOKS_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct DatabaseArgs {
+    /// The CKAN database, e.g. postgres://ckan@127.0.0.1/ckan.
+    #[arg(long, env = "CKAN_WEBHOOKS_DATABASE_URL")]
+    database_url: String,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Address the action API listens on.
+    #[arg(long, env = "CKAN_WEBHOOKS_LISTEN", default_value = "127.0.0.1:8099")]
+    listen: SocketAddr,
+    /// The CKAN site URL (ckan.site_url), sent in every payload.
+    #[arg(long, env = "CKAN_WEBHOOKS_SITE_URL")]
+    site_url: String,
+    /// CKAN's API token secret: string:VALUE, file:PATH or the bare value.
+    #[arg(long, env = "CKAN_WEBHOOKS_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: String,
+    /// Who may create webhooks: none (any active user), editor, admin or sysadmin.
+    #[arg(long, env = "CKAN_WEBHOOKS_MINIMUM_AUTH", default_value = "none")]
+    minimum_auth: String,
+    /// Allow receivers on loopback, private and link-local addresses.
+    #[arg(long, env = "CKAN_WEBHOOKS_ALLOW_PRIVATE_TARGETS")]
+    allow_private_targets: bool,
+    /// Milliseconds between change-log reads when no NOTIFY arrives.
+    #[arg(long, env = "CKAN_WEBHOOKS_POLL_INTERVAL_MS", default_value_t = 1000)]
+    poll_interval_ms: u64,
+    /// Database connections in the service's pool.
+    #[arg(long, env = "CKAN_WEBHOOKS_POOL_SIZE", default_value_t = 8)]
+    pool_size: usize,
+    /// Seconds allowed for one delivery attempt.
+    #[arg(long, env = "CKAN_WEBHOOKS_DELIVERY_TIMEOUT_SECS", default_value_t = 10)]
+    delivery_timeout_secs: u64,
+    /// Attempts before a delivery is declared dead.
+    #[arg(long, env = "CKAN_WEBHOOKS_MAX_ATTEMPTS", default_value_t = 12)]
+    max_attempts: u32,
+    /// Requests per second to one destination (scheme, host, port).
+    #[arg(long, env = "CKAN_WEBHOOKS_RATE_PER_DESTINATION", default_value_t = 50)]
+    rate_per_destination: u32,
+    /// Delivery attempts in flight at once.
+    #[arg(long, env = "CKAN_WEBHOOKS_CONCURRENCY", default_value_t = 64)]
+    concurrency: usize,
+}
+
+impl RunArgs {
+    fn into_config(self) -> anyhow::Result<RunConfig> {
+        if self.poll_interval_ms == 0 {
+            anyhow::bail!("invalid --poll-interval-ms 0: must be at least 1");
+        }
+        if self.pool_size < 2 {
+            anyhow::bail!("invalid --pool-size {}: must be at least 2", self.pool_size);
+        }
+        if self.max_attempts == 0 || self.rate_per_destination == 0 || self.concurrency == 0 {
+            anyhow::bail!("--max-attempts, --rate-per-destination and --concurrency must be > 0");
+        }
+        Ok(RunConfig {
+            database_url: self.database.database_url,
+            listen: self.listen,
+            site_url: config::parse_site_url(&self.site_url)?,
+            token_secret: config::parse_token_secret(&self.token_secret)?,
+            minimum_auth: self.minimum_auth.parse::<MinimumAuth>()?,
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            pool_size: self.pool_size,
+            delivery: DeliveryConfig {
+                allow_private_targets: self.allow_private_targets,
+                timeout: Duration::from_secs(self.delivery_timeout_secs.max(1)),
+                max_attempts: self.max_attempts,
+                rate_per_destination: self.rate_per_destination,
+                concurrency: self.concurrency,
+                ..DeliveryConfig::default()
+            },
+        })
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_logging();
+    if let Err(err) = dispatch(cli.command).await {
+        eprintln!("ckan-webhooks: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Install(db) => {
+            let mut client = connect(&db.database_url).await?;
+            let report = install::install(&mut client).await?;
+            if report.applied.is_empty() {
+                println!("already installed; nothing changed");
+            } else {
+                println!("applied {}", report.applied.join(", "));
+            }
+            println!("capture triggers on: {}", report.captured_tables.join(", "));
+        }
+        Command::Uninstall { database, drop_data } => {
+            let mut client = connect(&database.database_url).await?;
+            install::uninstall(&mut client, drop_data).await?;
+            if drop_data {
+                println!("removed capture triggers and the ckan_webhooks schema");
+            } else {
+                println!("removed capture triggers; the ckan_webhooks schema and its data stay");
+            }
+        }
+        Command::Run(args) => {
+            let config = args.into_config()?;
+            service::run(config, shutdown::on_signals()).await?;
+        }
+        Command::Demo { database_url } => demo::run(database_url).await?,
+    }
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let _: tokio_postgres::Config =
+        url.parse().with_context(|| format!("invalid --database-url {url:?}"))?;
+    store::connect(url).await.with_context(|| "cannot connect to the database".to_string())
+}

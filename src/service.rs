@@ -1,1 +1,94 @@
-//! Not written yet.
+//! `run(config, shutdown)`: the whole service in-process — the action API, the watcher
+//! and the deliverer — sharing one connection pool and one shutdown token.
+
+use crate::api::{self, ApiState};
+use crate::config::RunConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::{deliver, store, watch};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A started service: where its API listens, and its tasks.
+pub struct Service {
+    /// The API's bound address (useful when `listen` asked for port 0).
+    pub addr: SocketAddr,
+    tasks: Vec<JoinHandle<Result<()>>>,
+}
+
+impl Service {
+    /// Waits for every task to finish (after the shutdown token is cancelled).
+    pub async fn wait(self) -> Result<()> {
+        let mut first_error = None;
+        for task in self.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "service task failed");
+                    first_error.get_or_insert(err);
+                }
+                Err(err) => {
+                    first_error.get_or_insert(Error::new(ErrorKind::Io, format!("task: {err}")));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Checks the side schema is installed, binds the API and starts every task.
+pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Service> {
+    let pool = store::pool(&config.database_url, config.pool_size)?;
+    let client = pool.get().await?;
+    let installed: Option<String> = client
+        .query_one("SELECT to_regclass('ckan_webhooks.migration')::text", &[])
+        .await?
+        .get(0);
+    if installed.is_none() {
+        return Err(Error::new(
+            ErrorKind::Schema,
+            "the side schema ckan_webhooks is not installed: run `ckan-webhooks install` first",
+        ));
+    }
+    drop(client);
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|err| {
+        Error::new(ErrorKind::Io, format!("cannot listen on {}", config.listen)).with_source(err)
+    })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "api listening");
+
+    let api_state = Arc::new(ApiState {
+        pool: pool.clone(),
+        site_url: config.site_url.clone(),
+        token_secret: config.token_secret.clone(),
+        minimum_auth: config.minimum_auth,
+        allow_private_targets: config.delivery.allow_private_targets,
+    });
+    let deliver_wake = Arc::new(Notify::new());
+    let tasks = vec![
+        tokio::spawn(api::serve(listener, api_state, shutdown.clone())),
+        tokio::spawn(watch::run(
+            pool.clone(),
+            config.database_url.clone(),
+            config.poll_interval,
+            deliver_wake.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(deliver::run(
+            pool,
+            config.delivery.clone(),
+            config.site_url.clone(),
+            deliver_wake,
+            shutdown,
+        )),
+    ];
+    Ok(Service { addr, tasks })
+}
+
+/// Runs the service until `shutdown` is cancelled.
+pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<()> {
+    start(config, shutdown).await?.wait().await
+}

@@ -1,1 +1,147 @@
-//! Not written yet.
+//! Queries on the change log and on the CKAN rows derivation needs, and the recording of
+//! derived events with their deliveries.
+
+use crate::derive::{Change, Lookups, Op, Table, Transaction};
+use crate::error::Result;
+use crate::payload::Event;
+use std::collections::HashMap;
+use deadpool_postgres::GenericClient;
+
+/// Advisory lock key held by the one instance deriving at a time ("ckanwhk2").
+pub const DERIVE_LOCK: i64 = 0x636b_616e_7768_6b32;
+
+/// Takes the derive lock for the current transaction; false when another instance has it.
+pub async fn try_derive_lock(client: &impl GenericClient) -> Result<bool> {
+    let row = client.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&DERIVE_LOCK]).await?;
+    Ok(row.get(0))
+}
+
+/// Up to `limit` committed transactions waiting in the change log, oldest first.
+/// Transactions are ordered by their last change id: when two transactions write the
+/// same row, the row lock makes the second wait, so its change for that row, and thus
+/// its last change, comes after every change of the first.
+pub async fn pending_transactions(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<Transaction>> {
+    let rows = client
+        .query(
+            "WITH tx AS (
+                 SELECT txid, max(id) AS last
+                 FROM ckan_webhooks.change
+                 GROUP BY txid
+                 ORDER BY last
+                 LIMIT $1
+             )
+             SELECT c.id, c.txid::text, c.table_name, c.op::text, c.row_id, c.package_id,
+                    c.old_row, c.new_row, c.captured_at
+             FROM ckan_webhooks.change c
+             JOIN tx ON tx.txid = c.txid
+             ORDER BY tx.last, c.id",
+            &[&limit],
+        )
+        .await?;
+
+    let mut transactions: Vec<Transaction> = Vec::new();
+    for row in rows {
+        let txid: i64 = row.get::<_, String>(1).parse().unwrap_or_default();
+        let Some(table) = Table::from_name(row.get(2)) else { continue };
+        let op = match row.get::<_, String>(3).as_str() {
+            "I" => Op::Insert,
+            "U" => Op::Update,
+            _ => Op::Delete,
+        };
+        let change = Change {
+            id: row.get(0),
+            table,
+            op,
+            row_id: row.get(4),
+            package_id: row.get(5),
+            old_row: row.get(6),
+            new_row: row.get(7),
+            captured_at: row.get(8),
+        };
+        match transactions.last_mut() {
+            Some(tx) if tx.txid == txid => tx.changes.push(change),
+            _ => transactions.push(Transaction { txid, changes: vec![change] }),
+        }
+    }
+    Ok(transactions)
+}
+
+/// Fetches the rows a transaction's derivation needs but did not capture.
+pub async fn lookups(client: &impl GenericClient, tx: &Transaction) -> Result<Lookups> {
+    let mut lookups = Lookups::default();
+
+    let untouched = tx.untouched_datasets();
+    if !untouched.is_empty() {
+        let rows = client
+            .query(
+                "SELECT p.id, to_jsonb(p) FROM public.package p WHERE p.id = ANY($1)",
+                &[&untouched],
+            )
+            .await?;
+        lookups.packages = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    }
+
+    let flipped = tx.visibility_changed_datasets();
+    if !flipped.is_empty() {
+        let rows = client
+            .query(
+                "SELECT r.package_id, to_jsonb(r) FROM public.resource r
+                 WHERE r.package_id = ANY($1)
+                 ORDER BY r.package_id, r.position NULLS LAST, r.id",
+                &[&flipped],
+            )
+            .await?;
+        let mut resources: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+        for row in rows {
+            resources.entry(row.get(0)).or_default().push(row.get(1));
+        }
+        lookups.resources = resources;
+    }
+    Ok(lookups)
+}
+
+/// Stores one event and creates a pending delivery for every active subscription whose
+/// topic matches. Returns the number of deliveries created.
+pub async fn record_event(client: &impl GenericClient, txid: i64, event: &Event) -> Result<u64> {
+    client
+        .execute(
+            "INSERT INTO ckan_webhooks.event
+                 (id, txid, topic, dataset_id, organization_id, dataset_type, entity, changes,
+                  occurred_at)
+             VALUES ($1, $2::text::xid8, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &event.id,
+                &txid.to_string(),
+                &event.topic,
+                &event.dataset_id,
+                &event.organization_id,
+                &event.dataset_type,
+                &event.entity,
+                &event.changes,
+                &event.occurred_at,
+            ],
+        )
+        .await?;
+
+    let created = client
+        .execute(
+            "INSERT INTO ckan_webhooks.delivery (id, event_id, subscription_id, dataset_id)
+             SELECT md5(gen_random_uuid()::text || s.id), $1, s.id, $2
+             FROM ckan_webhooks.subscription s
+             WHERE s.state = 'active'
+               AND (s.topic = $3 OR s.topic = '*' OR s.topic = split_part($3, '/', 1) || '/*')
+             ORDER BY s.id",
+            &[&event.id, &event.dataset_id, &event.topic],
+        )
+        .await?;
+    Ok(created)
+}
+
+/// Removes derived changes from the log.
+pub async fn delete_changes(client: &impl GenericClient, ids: &[i64]) -> Result<()> {
+    client.execute("DELETE FROM ckan_webhooks.change WHERE id = ANY($1)", &[&ids]).await?;
+    Ok(())
+}
