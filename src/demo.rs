@@ -59,7 +59,11 @@ const STEPS: &[(&str, &str, usize)] = &[
          COMMIT;",
         2,
     ),
-    ("package_delete", "UPDATE package SET state = 'deleted' WHERE id = 'demo-ds';", 2),
+    (
+        "package_delete",
+        "UPDATE package SET state = 'deleted' WHERE id = 'demo-ds';",
+        2,
+    ),
 ];
 
 /// Runs the demo; `database_url` None means a throwaway cluster.
@@ -82,14 +86,18 @@ pub async fn run(database_url: Option<String>) -> Result<()> {
 
 async fn run_on(url: &str) -> Result<()> {
     let mut client = store::connect(url).await?;
-    let has_ckan: Option<String> =
-        client.query_one("SELECT to_regclass('public.package')::text", &[]).await?.get(0);
+    let has_ckan: Option<String> = client
+        .query_one("SELECT to_regclass('public.package')::text", &[])
+        .await?
+        .get(0);
     if has_ckan.is_none() {
         client.batch_execute(CKAN_SCHEMA).await?;
         println!("loaded CKAN 2.12 core tables");
     }
-    let dataset_exists =
-        client.query_opt("SELECT 1 FROM package WHERE id = 'demo-ds'", &[]).await?.is_some();
+    let dataset_exists = client
+        .query_opt("SELECT 1 FROM package WHERE id = 'demo-ds'", &[])
+        .await?
+        .is_some();
     if dataset_exists {
         return Err(Error::new(
             ErrorKind::Schema,
@@ -97,7 +105,10 @@ async fn run_on(url: &str) -> Result<()> {
         ));
     }
     let report = install::install(&mut client).await?;
-    println!("installed capture triggers on: {}", report.captured_tables.join(", "));
+    println!(
+        "installed capture triggers on: {}",
+        report.captured_tables.join(", ")
+    );
 
     // A CKAN user with an API token, signed with this run's secret.
     let secret = format!("demo-{:032x}", rand::random::<u128>());
@@ -113,7 +124,10 @@ async fn run_on(url: &str) -> Result<()> {
         minimum_auth: MinimumAuth::None,
         poll_interval: Duration::from_millis(500),
         pool_size: 4,
-        delivery: DeliveryConfig { allow_private_targets: true, ..DeliveryConfig::default() },
+        delivery: DeliveryConfig {
+            allow_private_targets: true,
+            ..DeliveryConfig::default()
+        },
     };
     let service = service::start(config, shutdown.clone()).await?;
     println!("service listening on http://{}", service.addr);
@@ -136,7 +150,10 @@ async fn play(
     hook: &str,
 ) -> Result<()> {
     let secret: String = client
-        .query_one("SELECT secret FROM ckan_webhooks.subscription WHERE id = $1", &[&hook])
+        .query_one(
+            "SELECT secret FROM ckan_webhooks.subscription WHERE id = $1",
+            &[&hook],
+        )
         .await?
         .get(0);
     for (action, sql, expected) in STEPS {
@@ -153,7 +170,10 @@ async fn play(
             let verified = arrival.signature.split(' ').any(|s| s == expected_sig);
             let body: Value = serde_json::from_slice(&arrival.body).unwrap_or(Value::Null);
             let name = body["entity"]["name"].as_str().unwrap_or_default();
-            let changes = body.get("changes").map(|c| format!(" changes={c}")).unwrap_or_default();
+            let changes = body
+                .get("changes")
+                .map(|c| format!(" changes={c}"))
+                .unwrap_or_default();
             println!(
                 "  webhook {:<16} {:<10} {:<18}{} [webhook-id {}, signature {}]",
                 body["topic"].as_str().unwrap_or("?"),
@@ -164,7 +184,10 @@ async fn play(
                 if verified { "ok" } else { "MISMATCH" }
             );
             if !verified {
-                return Err(Error::new(ErrorKind::Http, "a webhook signature did not verify"));
+                return Err(Error::new(
+                    ErrorKind::Http,
+                    "a webhook signature did not verify",
+                ));
             }
         }
     }
@@ -217,9 +240,10 @@ async fn create_hook(api: std::net::SocketAddr, token: &str, address: &str) -> R
         .map_err(|err| Error::new(ErrorKind::Http, "webhook_create body").with_source(err))?
         .to_bytes();
     let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    answer["result"].as_str().map(String::from).ok_or_else(|| {
-        Error::new(ErrorKind::Http, format!("webhook_create failed: {answer}"))
-    })
+    answer["result"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| Error::new(ErrorKind::Http, format!("webhook_create failed: {answer}")))
 }
 
 /// One webhook as the receiver saw it.
@@ -253,7 +277,12 @@ async fn start_receiver() -> Result<(String, mpsc::UnboundedReceiver<Arrival>)> 
                     let timestamp = header("webhook-timestamp").parse().unwrap_or_default();
                     let signature = header("webhook-signature");
                     let body = request.into_body().collect().await?.to_bytes();
-                    let _ = tx.send(Arrival { id, timestamp, signature, body });
+                    let _ = tx.send(Arrival {
+                        id,
+                        timestamp,
+                        signature,
+                        body,
+                    });
                     Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::new())))
                 }
             });

@@ -70,7 +70,11 @@ struct RunArgs {
     #[arg(long, env = "CKAN_WEBHOOKS_POOL_SIZE", default_value_t = 8)]
     pool_size: usize,
     /// Seconds allowed for one delivery attempt.
-    #[arg(long, env = "CKAN_WEBHOOKS_DELIVERY_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "CKAN_WEBHOOKS_DELIVERY_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     delivery_timeout_secs: u64,
     /// Attempts before a delivery is declared dead.
     #[arg(long, env = "CKAN_WEBHOOKS_MAX_ATTEMPTS", default_value_t = 12)]
@@ -117,7 +121,10 @@ impl RunArgs {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]
@@ -142,7 +149,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             println!("capture triggers on: {}", report.captured_tables.join(", "));
         }
-        Command::Uninstall { database, drop_data } => {
+        Command::Uninstall {
+            database,
+            drop_data,
+        } => {
             let mut client = connect(&database.database_url).await?;
             install::uninstall(&mut client, drop_data).await?;
             if drop_data {
@@ -161,7 +171,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let _: tokio_postgres::Config =
-        url.parse().with_context(|| format!("invalid --database-url {url:?}"))?;
-    store::connect(url).await.with_context(|| "cannot connect to the database".to_string())
+    let _: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("invalid --database-url {url:?}"))?;
+    store::connect(url)
+        .await
+        .with_context(|| "cannot connect to the database".to_string())
 }

@@ -54,9 +54,12 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
     }
     drop(client);
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|err| {
-        Error::new(ErrorKind::Io, format!("cannot listen on {}", config.listen)).with_source(err)
-    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|err| {
+            Error::new(ErrorKind::Io, format!("cannot listen on {}", config.listen))
+                .with_source(err)
+        })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "api listening");
 

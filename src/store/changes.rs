@@ -4,15 +4,17 @@
 use crate::derive::{Change, Lookups, Op, Table, Transaction};
 use crate::error::Result;
 use crate::payload::Event;
-use std::collections::HashMap;
 use deadpool_postgres::GenericClient;
+use std::collections::HashMap;
 
 /// Advisory lock key held by the one instance deriving at a time ("ckanwhk2").
 pub const DERIVE_LOCK: i64 = 0x636b_616e_7768_6b32;
 
 /// Takes the derive lock for the current transaction; false when another instance has it.
 pub async fn try_derive_lock(client: &impl GenericClient) -> Result<bool> {
-    let row = client.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&DERIVE_LOCK]).await?;
+    let row = client
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&DERIVE_LOCK])
+        .await?;
     Ok(row.get(0))
 }
 
@@ -45,7 +47,9 @@ pub async fn pending_transactions(
     let mut transactions: Vec<Transaction> = Vec::new();
     for row in rows {
         let txid: i64 = row.get::<_, String>(1).parse().unwrap_or_default();
-        let Some(table) = Table::from_name(row.get(2)) else { continue };
+        let Some(table) = Table::from_name(row.get(2)) else {
+            continue;
+        };
         let op = match row.get::<_, String>(3).as_str() {
             "I" => Op::Insert,
             "U" => Op::Update,
@@ -63,7 +67,10 @@ pub async fn pending_transactions(
         };
         match transactions.last_mut() {
             Some(tx) if tx.txid == txid => tx.changes.push(change),
-            _ => transactions.push(Transaction { txid, changes: vec![change] }),
+            _ => transactions.push(Transaction {
+                txid,
+                changes: vec![change],
+            }),
         }
     }
     Ok(transactions)
@@ -142,6 +149,11 @@ pub async fn record_event(client: &impl GenericClient, txid: i64, event: &Event)
 
 /// Removes derived changes from the log.
 pub async fn delete_changes(client: &impl GenericClient, ids: &[i64]) -> Result<()> {
-    client.execute("DELETE FROM ckan_webhooks.change WHERE id = ANY($1)", &[&ids]).await?;
+    client
+        .execute(
+            "DELETE FROM ckan_webhooks.change WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
     Ok(())
 }
