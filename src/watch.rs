@@ -132,7 +132,10 @@ async fn listen(database_url: String, wake: Arc<Notify>, shutdown: CancellationT
                         // Whatever was committed while we were not listening is read now.
                         wake.notify_one();
                     }
-                    Err(err) => tracing::warn!(error = %err, "listen failed"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "listen failed");
+                        driver.abort();
+                    }
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => {

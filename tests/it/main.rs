@@ -3,3 +3,4 @@
 mod capture;
 mod install;
 mod support;
+mod watch;
