@@ -5,7 +5,8 @@ Run with the venv's python (scripts/ckan-venv.sh):
     <venv>/bin/python tests/ckan/make_ini.py --database-url URL --dir DIR [--no-init]
 
 URL must point at an existing, EMPTY database. DIR receives `ckan.ini`,
-`storage/` and `make_ini.log` (output of the ckan commands). On success one JSON
+`storage/` and `make_ini.log` (output of the ckan commands, which run in
+this one process: each `ckan` process would pay CKAN's import time again). On success one JSON
 line goes to stdout:
 
     {"ini": "DIR/ckan.ini", "token_secret": "string:...", "site_url": "...",
@@ -22,7 +23,7 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
+import traceback
 import sys
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,17 +47,21 @@ def sqlalchemy_url(url):
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))
 
 
-def run(cmd, log):
-    log.write("$ %s\n" % " ".join(cmd))
-    log.flush()
+def ckan_cli(args):
+    """One `ckan ARGS...` command, in this process. Loading CKAN costs seconds, so
+    the four commands share one interpreter (make_app runs once per `-c` command)."""
+    from ckan.cli.cli import ckan
+
     t0 = time.time()
-    proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        log.flush()
-        with open(log.name) as f:
-            tail = f.read()[-4000:]
-        sys.stderr.write(tail)
-        raise SystemExit("make_ini.py: %s failed (exit %d)" % (" ".join(cmd[1:4]), proc.returncode))
+    print("$ ckan %s" % " ".join(args), flush=True)
+    # CKAN decides from sys.argv whether a command needs a loaded config
+    # (`generate config` and `config-tool` do not).
+    sys.argv = ["ckan"] + args
+    try:
+        ckan.main(args, prog_name="ckan", standalone_mode=False)
+    except SystemExit as exc:  # click may still exit on errors
+        if exc.code not in (None, 0):
+            raise RuntimeError("ckan %s: exit %s" % (" ".join(args[:4]), exc.code))
     return round(time.time() - t0, 2)
 
 
@@ -67,20 +72,25 @@ def main():
     ap.add_argument("--no-init", action="store_true", help="only write the ini")
     args = ap.parse_args()
 
-    ckan = os.path.join(os.path.dirname(sys.executable), "ckan")
-    if not os.path.exists(ckan):
-        raise SystemExit("make_ini.py: no `ckan` next to %s: run scripts/ckan-venv.sh" % sys.executable)
     out = os.path.abspath(args.dir)
     os.makedirs(os.path.join(out, "storage"), exist_ok=True)
     ini = os.path.join(out, "ckan.ini")
+    log_path = os.path.join(out, "make_ini.log")
     secret = "string:" + secrets.token_urlsafe(32)
     seconds = {}
 
-    with open(os.path.join(out, "make_ini.log"), "a") as log:
+    # Everything CKAN prints or logs goes to make_ini.log; the real stdout is kept
+    # for the one result line and the real stderr for a failure's log tail.
+    result = os.fdopen(os.dup(1), "w")
+    errors = os.fdopen(os.dup(2), "w")
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    try:
         t0 = time.time()
         # The generated file carries CKAN's defaults, logging sections and fresh
         # session secrets; config-tool then sets what the tests depend on.
-        run([ckan, "generate", "config", ini], log)
+        ckan_cli(["generate", "config", ini])
         options = [
             "sqlalchemy.url = " + sqlalchemy_url(args.database_url),
             "ckan.site_url = " + SITE_URL,
@@ -95,16 +105,31 @@ def main():
             "api_token.jwt.decode.secret = " + secret,
             "api_token.jwt.algorithm = HS256",
         ]
-        run([ckan, "config-tool", ini] + options, log)
+        ckan_cli(["config-tool", ini] + options)
         seconds["config"] = round(time.time() - t0, 2)
         if not args.no_init:
-            seconds["db_init"] = run([ckan, "-c", ini, "db", "init"], log)
-            seconds["migrations"] = run(
-                [ckan, "-c", ini, "db", "pending-migrations", "--apply"], log
+            # In 2.12 `db init` already runs the plugins' migrations; the second
+            # command is what the CKAN docs prescribe and finds nothing left to do.
+            seconds["db_init"] = ckan_cli(["-c", ini, "db", "init"])
+            seconds["migrations"] = ckan_cli(
+                ["-c", ini, "db", "pending-migrations", "--apply"]
             )
+    except BaseException as exc:  # noqa: BLE001 - report, then fail
+        traceback.print_exc()
+        sys.stdout.flush()
+        with open(log_path, errors="replace") as f:
+            errors.write(f.read()[-4000:])
+        errors.write("make_ini.py: %s\n" % (exc,))
+        errors.flush()
+        os._exit(1)
 
-    print(json.dumps({"ini": ini, "token_secret": secret, "site_url": SITE_URL,
-                      "seconds": seconds}))
+    result.write(json.dumps({"ini": ini, "token_secret": secret,
+                             "site_url": SITE_URL, "seconds": seconds}) + "\n")
+    result.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown (CKAN's engine pool, atexit hooks): nothing to keep.
+    os._exit(0)
 
 
 if __name__ == "__main__":
