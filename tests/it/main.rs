@@ -2,5 +2,6 @@
 
 mod capture;
 mod install;
+mod real_ckan;
 mod support;
 mod watch;

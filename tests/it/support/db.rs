@@ -14,6 +14,9 @@ pub enum Schema {
     Core,
     /// A real schema dump from `../shared/ckan/schema-<version>.sql`.
     Real(&'static str),
+    /// No tables at all: for a real CKAN to create its own (`ckan db init`, see
+    /// `support::ckan`). Cannot be combined with `install`, which needs `public.package`.
+    Empty,
 }
 
 /// Where the test server is, decided once per process.
@@ -71,6 +74,7 @@ pub fn schema_sql(schema: Schema) -> Option<String> {
             let path = shared_ckan_dir()?.join(format!("schema-{version}.sql"));
             std::fs::read_to_string(path).ok()
         }
+        Schema::Empty => Some(String::new()),
     }
 }
 
@@ -110,6 +114,10 @@ impl TestDb {
 
     /// A database with `schema`, installed or not; None when the schema file is absent.
     pub async fn create(schema: Schema, install: bool) -> Option<TestDb> {
+        assert!(
+            !(install && schema == Schema::Empty),
+            "Schema::Empty has no CKAN tables to install on: run CKAN's db init first"
+        );
         let sql = schema_sql(schema)?;
         let mut hasher = Sha256::new();
         hasher.update(sql.as_bytes());
