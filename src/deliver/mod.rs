@@ -72,9 +72,13 @@ pub async fn run(
     while !shutdown.is_cancelled() {
         // Claim as many rows as there is room for, skipping full destinations.
         let room = max_held.saturating_sub(tasks.len());
+        let mut more_due = false;
         if room > 0 {
             match worker.claim(room).await {
                 Ok(batch) => {
+                    // A full batch may have left due rows behind, for example when some
+                    // of it went back to a full destination: look again at once.
+                    more_due = batch.len() == room;
                     for claimed in batch {
                         worker.dispatch(claimed, &mut tasks).await;
                     }
@@ -87,6 +91,8 @@ pub async fn run(
         // Sleep until something may have become claimable.
         let pause = if tasks.len() >= max_held {
             Duration::MAX
+        } else if more_due {
+            Duration::ZERO
         } else {
             worker.next_due().await
         };

@@ -40,7 +40,7 @@ struct Harness {
     wake: Arc<Notify>,
     shutdown: CancellationToken,
     worker: Option<tokio::task::JoinHandle<ckan_webhooks::error::Result<()>>>,
-    _db: TestDb,
+    db: TestDb,
 }
 
 impl Harness {
@@ -62,7 +62,7 @@ impl Harness {
             wake,
             shutdown,
             worker: Some(worker),
-            _db: db,
+            db,
         }
     }
 
@@ -462,4 +462,51 @@ async fn shutdown_lets_an_attempt_in_flight_finish() {
 
     let row = h.row(&id).await;
     assert_eq!(row.get::<_, String>("status"), "delivered");
+}
+
+#[tokio::test]
+async fn two_workers_send_each_delivery_once_and_in_order() {
+    let receiver = Receiver::start().await;
+    receiver.respond_in_turn([Reply::status(500), Reply::status(503)]);
+    let mut h = Harness::start(config()).await;
+    let pool = ckan_webhooks::store::pool(&h.db.url, 4).unwrap();
+    let second = tokio::spawn(deliver::run(
+        pool,
+        config(),
+        SITE.to_string(),
+        h.wake.clone(),
+        h.shutdown.clone(),
+    ));
+    let (hook, _) = h.subscription(&receiver.url()).await;
+
+    let mut per_dataset: Vec<Vec<String>> = vec![Vec::new(); 4];
+    for _ in 0..10 {
+        for (n, ids) in per_dataset.iter_mut().enumerate() {
+            ids.push(h.delivery(&hook, &format!("pkg-{n}")).await);
+        }
+    }
+    for ids in &per_dataset {
+        for id in ids {
+            h.wait_status(id, "delivered").await;
+        }
+    }
+
+    // 40 deliveries plus the two failed first attempts, and no duplicate sends.
+    let got = receiver.recorded();
+    assert_eq!(got.len(), 42);
+    for ids in &per_dataset {
+        let mut sent: Vec<&str> = got
+            .iter()
+            .map(webhook_id)
+            .filter(|id| ids.iter().any(|i| i == id))
+            .collect();
+        sent.dedup();
+        assert_eq!(sent, *ids, "one dataset's deliveries in event order");
+    }
+    h.stop().await;
+    tokio::time::timeout(WAIT, second)
+        .await
+        .expect("the second worker stops")
+        .unwrap()
+        .unwrap();
 }
