@@ -58,7 +58,11 @@ pub struct DeliveryConfig {
     pub per_destination_concurrency: usize,
     /// Age after which a failing delivery is declared dead whatever its attempt count.
     pub max_age: Duration,
-    /// How long a claimed delivery stays reserved for the instance that claimed it.
+    /// How long a claimed delivery stays reserved for the instance that claimed it. It
+    /// must cover the wait for the destination's rate limit (at most
+    /// `per_destination_concurrency / rate_per_destination` seconds) plus `timeout`,
+    /// or another instance may send the same attempt again (receivers drop duplicates by
+    /// `webhook-id`, but it is waste).
     pub lease: Duration,
     /// Bytes of a receiver's response kept in the delivery record.
     pub response_keep_bytes: usize,
