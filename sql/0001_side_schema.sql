@@ -73,6 +73,9 @@ CREATE TABLE ckan_webhooks.delivery (
     last_error text,
     last_response text,
     last_attempt_at timestamptz,
+    -- Milliseconds from sending the request to the end of the kept response of the last
+    -- attempt; null when no response arrived.
+    last_latency_ms integer,
     delivered_at timestamptz,
     created_at timestamptz NOT NULL DEFAULT now()
 );

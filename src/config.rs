@@ -53,7 +53,16 @@ pub struct DeliveryConfig {
     pub rate_per_destination: u32,
     /// Attempts in flight at once across all destinations.
     pub concurrency: usize,
-    /// How long a claimed delivery stays reserved for the instance that claimed it.
+    /// Attempts in flight at once to one destination, so a hanging receiver can hold
+    /// only this many of the global slots.
+    pub per_destination_concurrency: usize,
+    /// Age after which a failing delivery is declared dead whatever its attempt count.
+    pub max_age: Duration,
+    /// How long a claimed delivery stays reserved for the instance that claimed it. It
+    /// must cover the wait for the destination's rate limit (at most
+    /// `per_destination_concurrency / rate_per_destination` seconds) plus `timeout`,
+    /// or another instance may send the same attempt again (receivers drop duplicates by
+    /// `webhook-id`, but it is waste).
     pub lease: Duration,
     /// Bytes of a receiver's response kept in the delivery record.
     pub response_keep_bytes: usize,
@@ -70,6 +79,8 @@ impl Default for DeliveryConfig {
             retry_max: Duration::from_secs(6 * 3600),
             rate_per_destination: 50,
             concurrency: 64,
+            per_destination_concurrency: 8,
+            max_age: Duration::from_secs(3 * 24 * 3600),
             lease: Duration::from_secs(30),
             response_keep_bytes: 1024,
         }

@@ -1,1 +1,276 @@
-//! Not written yet.
+//! Queries on `ckan_webhooks.delivery` for the delivery worker: claiming due rows under
+//! a lease, recording each attempt's outcome, and handing back claims it cannot serve.
+//! Every outcome clears the lease, so a row is leased only while an attempt is running.
+
+use crate::error::Result;
+use crate::payload::Event;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use tokio_postgres::{GenericClient, Row};
+
+/// A delivery claimed for one attempt, with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The delivery id, sent as `webhook-id` on every attempt.
+    pub id: String,
+    /// Attempts so far, this one included (incremented by the claim).
+    pub attempt: u32,
+    /// When the delivery was created, for the age limit.
+    pub created_at: DateTime<Utc>,
+    /// The subscription (webhook) it goes to.
+    pub subscription_id: String,
+    /// The subscription's target URL.
+    pub address: String,
+    /// The subscription's signing secret.
+    pub secret: String,
+    /// The hook owner's CKAN user id (the payload's `user_ref`).
+    pub owner_id: String,
+    /// The event being delivered.
+    pub event: Event,
+}
+
+/// What one attempt produced, as kept in the delivery record.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptRecord {
+    /// When the attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// The HTTP status, when a response arrived.
+    pub status: Option<i32>,
+    /// Why the attempt failed, for operators.
+    pub error: Option<String>,
+    /// The first bytes of the response body.
+    pub response: Option<String>,
+    /// Milliseconds until the kept part of the response had arrived.
+    pub latency_ms: Option<i32>,
+}
+
+/// Claims up to `limit` due deliveries for one attempt each.
+///
+/// A row is due when it is pending, its next attempt time has come, no live lease holds
+/// it, its subscription is active and not in `skip_subscriptions` (those whose
+/// destination this instance cannot serve right now), and it is the head of its line:
+/// no earlier pending delivery exists for the same (subscription, dataset). Rows locked
+/// by another claim are skipped, not waited for.
+pub async fn claim(
+    client: &impl GenericClient,
+    limit: i64,
+    lease: Duration,
+    skip_subscriptions: &[String],
+) -> Result<Vec<Claimed>> {
+    let rows = client
+        .query(
+            "WITH due AS (
+                 SELECT d.id
+                 FROM ckan_webhooks.delivery d
+                 JOIN ckan_webhooks.subscription s ON s.id = d.subscription_id
+                 WHERE d.status = 'pending'
+                   AND d.next_attempt_at <= now()
+                   AND (d.lease_until IS NULL OR d.lease_until < now())
+                   AND s.state = 'active'
+                   AND NOT (d.subscription_id = ANY($3))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM ckan_webhooks.delivery earlier
+                       WHERE earlier.subscription_id = d.subscription_id
+                         AND earlier.dataset_id = d.dataset_id
+                         AND earlier.status = 'pending'
+                         AND earlier.seq < d.seq)
+                 ORDER BY d.next_attempt_at, d.seq
+                 LIMIT $1
+                 FOR UPDATE OF d SKIP LOCKED
+             )
+             UPDATE ckan_webhooks.delivery d
+             SET lease_until = now() + $2::float8 * interval '1 millisecond',
+                 attempts = d.attempts + 1
+             FROM due, ckan_webhooks.event e, ckan_webhooks.subscription s
+             WHERE d.id = due.id AND e.id = d.event_id AND s.id = d.subscription_id
+             RETURNING d.id, d.attempts, d.created_at, d.subscription_id, s.address,
+                       s.secret, s.owner_id, e.id AS event_id, e.topic, e.dataset_id,
+                       e.organization_id, e.dataset_type, e.entity, e.changes,
+                       e.occurred_at, d.seq",
+            &[&limit, &(lease.as_millis() as f64), &skip_subscriptions],
+        )
+        .await?;
+
+    let mut claimed: Vec<(i64, Claimed)> = rows.iter().map(claimed_from_row).collect();
+    claimed.sort_by_key(|(seq, _)| *seq);
+    Ok(claimed.into_iter().map(|(_, c)| c).collect())
+}
+
+fn claimed_from_row(row: &Row) -> (i64, Claimed) {
+    let attempts: i32 = row.get("attempts");
+    let claimed = Claimed {
+        id: row.get("id"),
+        attempt: attempts.max(0) as u32,
+        created_at: row.get("created_at"),
+        subscription_id: row.get("subscription_id"),
+        address: row.get("address"),
+        secret: row.get("secret"),
+        owner_id: row.get("owner_id"),
+        event: Event {
+            id: row.get("event_id"),
+            topic: row.get("topic"),
+            dataset_id: row.get("dataset_id"),
+            organization_id: row.get("organization_id"),
+            dataset_type: row.get("dataset_type"),
+            entity: row.get("entity"),
+            changes: row.get("changes"),
+            occurred_at: row.get("occurred_at"),
+        },
+    };
+    (row.get("seq"), claimed)
+}
+
+/// How long until the next delivery becomes claimable, if any is waiting: the later of
+/// its next attempt time and its lease's end, among heads of line of active
+/// subscriptions. Rows already due are not counted (they are claimed, or waiting for a
+/// busy destination).
+pub async fn next_due_in(client: &impl GenericClient) -> Result<Option<Duration>> {
+    let row = client
+        .query_one(
+            "SELECT extract(epoch FROM min(greatest(d.next_attempt_at,
+                        coalesce(d.lease_until, d.next_attempt_at))) - now())::float8
+             FROM ckan_webhooks.delivery d
+             JOIN ckan_webhooks.subscription s ON s.id = d.subscription_id
+             WHERE d.status = 'pending'
+               AND s.state = 'active'
+               AND greatest(d.next_attempt_at, coalesce(d.lease_until, d.next_attempt_at))
+                   > now()
+               AND NOT EXISTS (
+                   SELECT 1 FROM ckan_webhooks.delivery earlier
+                   WHERE earlier.subscription_id = d.subscription_id
+                     AND earlier.dataset_id = d.dataset_id
+                     AND earlier.status = 'pending'
+                     AND earlier.seq < d.seq)",
+            &[],
+        )
+        .await?;
+    let seconds: Option<f64> = row.get(0);
+    Ok(seconds.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// Records a successful attempt: the delivery is `delivered`.
+pub async fn record_delivered(
+    client: &impl GenericClient,
+    id: &str,
+    record: &AttemptRecord,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE ckan_webhooks.delivery
+             SET status = 'delivered', delivered_at = now(), lease_until = NULL,
+                 last_attempt_at = coalesce($2, now()), last_status = $3, last_error = NULL,
+                 last_response = $4, last_latency_ms = $5
+             WHERE id = $1",
+            &[
+                &id,
+                &record.started_at,
+                &record.status,
+                &record.response,
+                &record.latency_ms,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records a failed attempt that will be retried after `delay`.
+pub async fn record_retry(
+    client: &impl GenericClient,
+    id: &str,
+    record: &AttemptRecord,
+    delay: Duration,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE ckan_webhooks.delivery
+             SET next_attempt_at = now() + $6::float8 * interval '1 millisecond', lease_until = NULL,
+                 last_attempt_at = coalesce($2, now()), last_status = $3, last_error = $4,
+                 last_response = $5, last_latency_ms = $7
+             WHERE id = $1",
+            &[
+                &id,
+                &record.started_at,
+                &record.status,
+                &record.error,
+                &record.response,
+                &(delay.as_millis() as f64),
+                &record.latency_ms,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records a failed attempt after which the delivery is given up: `dead`.
+pub async fn record_dead(
+    client: &impl GenericClient,
+    id: &str,
+    record: &AttemptRecord,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE ckan_webhooks.delivery
+             SET status = 'dead', lease_until = NULL,
+                 last_attempt_at = coalesce($2, now()), last_status = $3, last_error = $4,
+                 last_response = $5, last_latency_ms = $6
+             WHERE id = $1",
+            &[
+                &id,
+                &record.started_at,
+                &record.status,
+                &record.error,
+                &record.response,
+                &record.latency_ms,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records a `410 Gone`: the delivery is `dead` and its subscription `disabled`, in one
+/// statement so neither happens without the other.
+pub async fn record_gone(
+    client: &impl GenericClient,
+    id: &str,
+    subscription_id: &str,
+    record: &AttemptRecord,
+) -> Result<()> {
+    client
+        .execute(
+            "WITH disabled AS (
+                 UPDATE ckan_webhooks.subscription
+                 SET state = 'disabled', updated_at = now()
+                 WHERE id = $7 AND state = 'active'
+             )
+             UPDATE ckan_webhooks.delivery
+             SET status = 'dead', lease_until = NULL,
+                 last_attempt_at = coalesce($2, now()), last_status = $3, last_error = $4,
+                 last_response = $5, last_latency_ms = $6
+             WHERE id = $1",
+            &[
+                &id,
+                &record.started_at,
+                &record.status,
+                &record.error,
+                &record.response,
+                &record.latency_ms,
+                &subscription_id,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Hands back a claim whose attempt never started (its destination was busy, or the
+/// worker is stopping): the lease is cleared and the attempt not counted.
+pub async fn release(client: &impl GenericClient, id: &str) -> Result<()> {
+    client
+        .execute(
+            "UPDATE ckan_webhooks.delivery
+             SET lease_until = NULL, attempts = greatest(attempts - 1, 0)
+             WHERE id = $1 AND status = 'pending'",
+            &[&id],
+        )
+        .await?;
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! The one integration test binary: everything that touches PostgreSQL or HTTP.
 
 mod capture;
+mod deliver;
 mod install;
 mod real_ckan;
 mod support;

@@ -1,6 +1,7 @@
 //! Shared test support: databases, receivers, and the service started in-process.
+// Each test module uses part of the support; unused helpers are not errors.
+#![allow(dead_code)]
 
 pub mod ckan;
-// Helpers here serve tests on other branches too; unused ones are not errors.
-#[allow(dead_code)]
 pub mod db;
+pub mod receiver;

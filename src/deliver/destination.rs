@@ -1,0 +1,127 @@
+//! Isolation between destinations (a URL's origin: scheme, host, port). Each origin has
+//! its own rate limiter and its own cap on attempts in flight, and a global cap bounds
+//! the whole worker. An attempt takes its origin's slot first, waits for its origin's
+//! rate, and only then takes a global slot, so an origin that is slow or rate-limited
+//! never sits on capacity other origins could use.
+
+use crate::config::DeliveryConfig;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Rate limiters and concurrency caps, per origin and global.
+pub struct Destinations {
+    /// Requests per second per origin.
+    limiter: DefaultKeyedRateLimiter<String>,
+    /// Attempts in flight per origin, created on first use.
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// How many attempts one origin may have in flight.
+    per_origin: usize,
+    /// The origin each subscription seen so far sends to, so claims can skip
+    /// subscriptions whose origin is full without knowing URLs in SQL.
+    origin_of: Mutex<HashMap<String, String>>,
+    /// Attempts sending at once across all origins.
+    global: Arc<Semaphore>,
+}
+
+impl Destinations {
+    /// Limits as configured; zero values are raised to one.
+    pub fn new(config: &DeliveryConfig) -> Self {
+        let rate = NonZeroU32::new(config.rate_per_destination).unwrap_or(NonZeroU32::MIN);
+        Self {
+            limiter: RateLimiter::keyed(Quota::per_second(rate)),
+            slots: Mutex::new(HashMap::new()),
+            per_origin: config.per_destination_concurrency.max(1),
+            origin_of: Mutex::new(HashMap::new()),
+            global: Arc::new(Semaphore::new(config.concurrency.max(1))),
+        }
+    }
+
+    /// Takes one of `origin`'s slots for an attempt of `subscription_id`, or None when
+    /// the origin already has its maximum in flight.
+    pub fn try_enter(&self, origin: &str, subscription_id: &str) -> Option<OwnedSemaphorePermit> {
+        self.origin_of
+            .lock()
+            .expect("origin map lock")
+            .insert(subscription_id.to_string(), origin.to_string());
+
+        let slots = self
+            .slots
+            .lock()
+            .expect("slot map lock")
+            .entry(origin.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_origin)))
+            .clone();
+        slots.try_acquire_owned().ok()
+    }
+
+    /// Waits until `origin`'s rate limit lets one more request through.
+    pub async fn pace(&self, origin: &str) {
+        self.limiter.until_key_ready(&origin.to_string()).await;
+    }
+
+    /// Waits for a global sending slot.
+    pub async fn send_slot(&self) -> OwnedSemaphorePermit {
+        self.global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the global semaphore is never closed")
+    }
+
+    /// Subscriptions whose origin has no free slot: claiming for them now would only
+    /// hand the rows back.
+    pub fn busy_subscriptions(&self) -> Vec<String> {
+        let slots = self.slots.lock().expect("slot map lock");
+        let full: Vec<&String> = slots
+            .iter()
+            .filter(|(_, s)| s.available_permits() == 0)
+            .map(|(origin, _)| origin)
+            .collect();
+        if full.is_empty() {
+            return Vec::new();
+        }
+
+        self.origin_of
+            .lock()
+            .expect("origin map lock")
+            .iter()
+            .filter(|(_, origin)| full.contains(origin))
+            .map(|(subscription, _)| subscription.clone())
+            .collect()
+    }
+
+    /// Forgets rate-limiter state of origins not used lately, so memory stays bounded.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_origin_makes_its_subscriptions_busy_and_no_other() {
+        let config = DeliveryConfig {
+            per_destination_concurrency: 2,
+            ..DeliveryConfig::default()
+        };
+        let destinations = Destinations::new(&config);
+
+        let a1 = destinations.try_enter("http://a:80", "s1").unwrap();
+        let a2 = destinations.try_enter("http://a:80", "s2").unwrap();
+        let _b = destinations.try_enter("http://b:80", "s3").unwrap();
+        assert!(destinations.try_enter("http://a:80", "s1").is_none());
+
+        let mut busy = destinations.busy_subscriptions();
+        busy.sort();
+        assert_eq!(busy, ["s1", "s2"]);
+
+        drop((a1, a2));
+        assert!(destinations.busy_subscriptions().is_empty());
+        assert!(destinations.try_enter("http://a:80", "s2").is_some());
+    }
+}
