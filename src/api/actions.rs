@@ -94,6 +94,8 @@ pub fn hook_dict(hook: &Subscription, caller: &CkanUser) -> Value {
     dict
 }
 
+/// Creates a webhook owned by the caller. The same topic, address and filters again
+/// (while the first is not deleted) answers the existing id and keeps its secret.
 async fn create(
     state: &ApiState,
     client: &mut deadpool_postgres::Object,

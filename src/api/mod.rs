@@ -36,6 +36,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests may take to finish once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a request waits for a free database connection before it gets a 500.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
 /// What every request handler shares.
 pub struct ApiState {
     /// Connections to the CKAN database, which holds the side schema too.
@@ -181,11 +184,23 @@ async fn call(
         credential = None;
     }
 
-    let mut client = state.pool.get().await?;
+    let mut client = connection(state).await?;
     let caller = auth::authenticate(state, &**client, credential.as_deref()).await?;
     auth::authorize(state.minimum_auth, &**client, &caller).await?;
     let result = actions::run(state, &mut client, &caller, action, &params).await?;
     Ok((result, Some(caller.id)))
+}
+
+/// A pooled connection, or an error once [`POOL_WAIT`] has passed: the pool itself
+/// would wait for ever.
+async fn connection(state: &ApiState) -> Result<deadpool_postgres::Object, ApiError> {
+    match tokio::time::timeout(POOL_WAIT, state.pool.get()).await {
+        Ok(client) => Ok(client?),
+        Err(_) => Err(ApiError::Internal(crate::error::Error::new(
+            crate::error::ErrorKind::Database,
+            "no free database connection within the pool wait",
+        ))),
+    }
 }
 
 /// `GET /healthz`: 200 when the database answers, 503 when it does not.
@@ -193,7 +208,7 @@ async fn health(state: &ApiState, method: &Method) -> ApiResponse {
     if method != Method::GET && method != Method::HEAD {
         return envelope::json(StatusCode::METHOD_NOT_ALLOWED, &json!("Method not allowed"));
     }
-    let reachable = match state.pool.get().await {
+    let reachable = match connection(state).await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     };
