@@ -4,6 +4,7 @@
 pub mod changes;
 pub mod deliveries;
 pub mod subscriptions;
+pub mod users;
 
 use crate::error::{Error, ErrorKind, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -1,5 +1,6 @@
 //! The one integration test binary: everything that touches PostgreSQL or HTTP.
 
+mod api;
 mod capture;
 mod deliver;
 mod install;

@@ -1,7 +1,10 @@
-//! Shared test support: databases, receivers, and the service started in-process.
+//! Shared test support: databases, CKAN users, receivers, the API and the whole service
+//! started in-process, and the real CKAN driver.
 // Each test module uses part of the support; unused helpers are not errors.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod ckan;
+pub mod ckan_users;
 pub mod db;
 pub mod receiver;

@@ -1,0 +1,235 @@
+//! The webhook actions: `webhook_create`, `webhook_show`, `webhook_delete` and
+//! `webhook_list`. A webhook belongs to the user who created it; another user's hook is
+//! answered exactly like one that does not exist, unless the caller is a sysadmin.
+
+use super::envelope::ApiError;
+use super::request::Params;
+use super::{validate, ApiState};
+use crate::sign;
+use crate::store::subscriptions::{self, NewSubscription, Subscription};
+use crate::store::users::CkanUser;
+use rand::RngCore;
+use serde_json::{json, Value};
+
+/// The actions this API answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Creates a webhook and answers its id.
+    Create,
+    /// Shows one webhook.
+    Show,
+    /// Soft-deletes a webhook and cancels its pending deliveries.
+    Delete,
+    /// Lists the caller's webhooks (every webhook, for sysadmins).
+    List,
+}
+
+impl Action {
+    /// The action called `name` in the URL, if it is one of ours.
+    pub fn from_name(name: &str) -> Option<Action> {
+        match name {
+            "webhook_create" => Some(Action::Create),
+            "webhook_show" => Some(Action::Show),
+            "webhook_delete" => Some(Action::Delete),
+            "webhook_list" => Some(Action::List),
+            _ => None,
+        }
+    }
+
+    /// The action's name, as CKAN's help link and the log spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Create => "webhook_create",
+            Action::Show => "webhook_show",
+            Action::Delete => "webhook_delete",
+            Action::List => "webhook_list",
+        }
+    }
+
+    /// Whether the action changes nothing, and so may be called with GET (CKAN's
+    /// `side_effect_free`).
+    pub fn side_effect_free(self) -> bool {
+        matches!(self, Action::Show | Action::List)
+    }
+}
+
+/// Runs `action` for the authenticated `caller` and returns its result.
+pub async fn run(
+    state: &ApiState,
+    client: &mut deadpool_postgres::Object,
+    caller: &CkanUser,
+    action: Action,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    match action {
+        Action::Create => create(state, client, caller, params).await,
+        Action::Show => show(client, caller, params).await,
+        Action::Delete => delete(client, caller, params).await,
+        Action::List => list(client, caller, params).await,
+    }
+}
+
+/// A new webhook id: 128 random bits as 32 lowercase hex characters.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A webhook as the API shows it. The secret is only for its owner and sysadmins.
+pub fn hook_dict(hook: &Subscription, caller: &CkanUser) -> Value {
+    let mut dict = json!({
+        "id": hook.id,
+        "topic": hook.topic,
+        "address": hook.address,
+        "filters": hook.filters,
+        "state": hook.state,
+        "user_id": hook.owner_id,
+        // CKAN writes timestamps as naive UTC ISO 8601 with microseconds.
+        "created": hook.created_at.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+    });
+    if caller.sysadmin || caller.id == hook.owner_id {
+        dict["secret"] = json!(hook.secret);
+    }
+    dict
+}
+
+/// Creates a webhook owned by the caller. The same topic, address and filters again
+/// (while the first is not deleted) answers the existing id and keeps its secret.
+async fn create(
+    state: &ApiState,
+    client: &mut deadpool_postgres::Object,
+    caller: &CkanUser,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    let checked = validate::create(params, state.allow_private_targets)?;
+    let tx = client.transaction().await?;
+
+    // The same topic, address and filters twice for one owner is one webhook.
+    subscriptions::lock_owner(&*tx, &caller.id).await?;
+    let existing = subscriptions::find_identical(
+        &*tx,
+        &caller.id,
+        &checked.topic,
+        &checked.address,
+        &checked.filters,
+    )
+    .await?;
+    if let Some(id) = existing {
+        tx.commit().await?;
+        tracing::info!(subscription_id = %id, user_id = %caller.id, "webhook already exists");
+        return Ok(json!(id));
+    }
+
+    let id = new_id();
+    let secret = checked.secret.unwrap_or_else(sign::generate_secret);
+    let new = NewSubscription {
+        id: &id,
+        owner_id: &caller.id,
+        topic: &checked.topic,
+        address: &checked.address,
+        filters: &checked.filters,
+        secret: &secret,
+    };
+    subscriptions::insert(&*tx, &new).await?;
+    tx.commit().await?;
+
+    tracing::info!(
+        subscription_id = %id,
+        user_id = %caller.id,
+        topic = %checked.topic,
+        "webhook created"
+    );
+    Ok(json!(id))
+}
+
+/// The webhook `id` if the caller may see it; otherwise NotFound, whether it exists or not.
+async fn visible_hook(
+    client: &deadpool_postgres::Object,
+    caller: &CkanUser,
+    id: &str,
+) -> Result<Subscription, ApiError> {
+    let not_found = || ApiError::NotFound("webhook not found".into());
+    let is_hook_id = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !is_hook_id {
+        return Err(not_found());
+    }
+    match subscriptions::get_live(&***client, id).await? {
+        Some(hook) if caller.sysadmin || hook.owner_id == caller.id => Ok(hook),
+        _ => Err(not_found()),
+    }
+}
+
+async fn show(
+    client: &deadpool_postgres::Object,
+    caller: &CkanUser,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    let id = validate::id_only(params, Action::Show.name())?;
+    let hook = visible_hook(client, caller, &id).await?;
+    Ok(hook_dict(&hook, caller))
+}
+
+async fn delete(
+    client: &mut deadpool_postgres::Object,
+    caller: &CkanUser,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    let id = validate::id_only(params, Action::Delete.name())?;
+    visible_hook(client, caller, &id).await?;
+
+    // The row stays so that its delivery records keep their subscription.
+    let tx = client.transaction().await?;
+    if !subscriptions::mark_deleted(&*tx, &id).await? {
+        return Err(ApiError::NotFound("webhook not found".into()));
+    }
+    let cancelled = subscriptions::cancel_pending_deliveries(&*tx, &id).await?;
+    tx.commit().await?;
+
+    tracing::info!(
+        subscription_id = %id,
+        user_id = %caller.id,
+        cancelled,
+        "webhook deleted"
+    );
+    Ok(Value::Null)
+}
+
+async fn list(
+    client: &deadpool_postgres::Object,
+    caller: &CkanUser,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    validate::nothing(params, Action::List.name())?;
+    let hooks = if caller.sysadmin {
+        subscriptions::list_live(&***client).await?
+    } else {
+        subscriptions::list_live_by_owner(&***client, &caller.id).await?
+    };
+    Ok(Value::Array(
+        hooks.iter().map(|hook| hook_dict(hook, caller)).collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_32_lowercase_hex() {
+        let a = new_id();
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(a, new_id());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for action in [Action::Create, Action::Show, Action::Delete, Action::List] {
+            assert_eq!(Action::from_name(action.name()), Some(action));
+        }
+        assert_eq!(Action::from_name("package_show"), None);
+    }
+}

@@ -1,0 +1,290 @@
+//! Checking action parameters, with errors keyed by field as CKAN's validators report
+//! them: every problem in one answer, each under the name of the field it concerns.
+
+use super::envelope::ApiError;
+use super::request::Params;
+use crate::target::check_address;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The topics a webhook may listen to: CKAN's dataset and resource events and wildcards.
+pub const TOPICS: &[&str] = &[
+    "dataset/create",
+    "dataset/update",
+    "dataset/delete",
+    "resource/create",
+    "resource/update",
+    "resource/delete",
+    "dataset/*",
+    "resource/*",
+    "*",
+];
+
+/// The filter keys a webhook may carry; each value is one string to match.
+pub const FILTER_KEYS: &[&str] = &["dataset", "organization", "dataset_type", "resource_format"];
+
+/// The shortest signing secret a caller may choose.
+pub const MIN_SECRET_CHARS: usize = 16;
+
+const MISSING: &str = "Missing value";
+
+/// The checked parameters of `webhook_create`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateParams {
+    /// One of [`TOPICS`].
+    pub topic: String,
+    /// An http(s) URL that [`check_address`] accepts.
+    pub address: String,
+    /// A JSON object with keys from [`FILTER_KEYS`] and string values.
+    pub filters: Value,
+    /// The caller's own signing secret, if they chose one.
+    pub secret: Option<String>,
+}
+
+/// Errors gathered field by field, turned into one `ValidationError` at the end.
+#[derive(Default)]
+struct Errors(BTreeMap<String, Vec<String>>);
+
+impl Errors {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_string())
+            .or_default()
+            .push(message.into());
+    }
+
+    fn unknown_keys(&mut self, params: &Params, known: &[&str], action: &str) {
+        for key in params.keys().filter(|key| !known.contains(&key.as_str())) {
+            self.add(key, format!("{action} does not take this field"));
+        }
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, ApiError> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+/// A required string field; empty or absent is "Missing value", like CKAN's
+/// `not_empty`.
+fn required_string(params: &Params, field: &str, errors: &mut Errors) -> Option<String> {
+    match params.get(field) {
+        None | Some(Value::Null) => errors.add(field, MISSING),
+        Some(Value::String(text)) if text.trim().is_empty() => errors.add(field, MISSING),
+        Some(Value::String(text)) => return Some(text.clone()),
+        Some(_) => errors.add(field, "Must be a string"),
+    }
+    None
+}
+
+/// Checks `webhook_create`'s parameters. `allow_private` lets loopback and private
+/// receiver addresses through, for operators who allow them.
+pub fn create(params: &Params, allow_private: bool) -> Result<CreateParams, ApiError> {
+    let mut errors = Errors::default();
+    errors.unknown_keys(
+        params,
+        &["topic", "address", "filters", "secret"],
+        "webhook_create",
+    );
+
+    // The topic must be one CKAN emits or one of the wildcards.
+    let topic = required_string(params, "topic", &mut errors);
+    if let Some(topic) = &topic {
+        if !TOPICS.contains(&topic.as_str()) {
+            errors.add(
+                "topic",
+                format!(
+                    "Unknown topic {topic:?}; expected one of {}",
+                    TOPICS.join(", ")
+                ),
+            );
+        }
+    }
+
+    // The address must be http(s), and public unless the operator allows otherwise.
+    let address = required_string(params, "address", &mut errors);
+    if let Some(address) = &address {
+        if let Err(err) = check_address(address, allow_private) {
+            errors.add("address", err.to_string());
+        }
+    }
+
+    let filters = filters(params.get("filters"), &mut errors);
+
+    // A chosen secret must be long enough to be worth signing with.
+    let secret = match params.get("secret") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(secret)) if secret.chars().count() >= MIN_SECRET_CHARS => {
+            Some(secret.clone())
+        }
+        Some(Value::String(_)) => {
+            errors.add(
+                "secret",
+                format!("The secret must have at least {MIN_SECRET_CHARS} characters"),
+            );
+            None
+        }
+        Some(_) => {
+            errors.add("secret", "Must be a string");
+            None
+        }
+    };
+
+    let checked = CreateParams {
+        topic: topic.unwrap_or_default(),
+        address: address.unwrap_or_default(),
+        filters,
+        secret,
+    };
+    errors.finish(checked)
+}
+
+/// Checks the `filters` object. A string is accepted when it holds a JSON object, since
+/// form-encoded posts cannot nest.
+fn filters(value: Option<&Value>, errors: &mut Errors) -> Value {
+    let parsed;
+    let object: &Map<String, Value> = match value {
+        None | Some(Value::Null) => return Value::Object(Map::new()),
+        Some(Value::Object(object)) => object,
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(object)) => {
+                parsed = object;
+                &parsed
+            }
+            _ => {
+                errors.add("filters", "Must be a JSON object");
+                return Value::Object(Map::new());
+            }
+        },
+        Some(_) => {
+            errors.add("filters", "Must be a JSON object");
+            return Value::Object(Map::new());
+        }
+    };
+
+    for (key, value) in object {
+        if !FILTER_KEYS.contains(&key.as_str()) {
+            errors.add(
+                "filters",
+                format!(
+                    "Unknown filter {key:?}; expected one of {}",
+                    FILTER_KEYS.join(", ")
+                ),
+            );
+        } else if !matches!(value, Value::String(text) if !text.trim().is_empty()) {
+            errors.add(
+                "filters",
+                format!("The filter {key:?} must be a non-empty string"),
+            );
+        }
+    }
+    Value::Object(object.clone())
+}
+
+/// Checks the parameters of an action that takes only a webhook `id`.
+pub fn id_only(params: &Params, action: &str) -> Result<String, ApiError> {
+    let mut errors = Errors::default();
+    errors.unknown_keys(params, &["id"], action);
+    let id = required_string(params, "id", &mut errors);
+    errors.finish(id.unwrap_or_default())
+}
+
+/// Checks the parameters of an action that takes none.
+pub fn nothing(params: &Params, action: &str) -> Result<(), ApiError> {
+    let mut errors = Errors::default();
+    errors.unknown_keys(params, &[], action);
+    errors.finish(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(value: Value) -> Params {
+        value.as_object().unwrap().clone()
+    }
+
+    fn fields(result: Result<CreateParams, ApiError>) -> BTreeMap<String, Vec<String>> {
+        match result {
+            Err(ApiError::Validation(fields)) => fields,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_complete_create() {
+        let checked = create(
+            &params(json!({
+                "topic": "dataset/*",
+                "address": "https://hooks.example.org/in",
+                "filters": {"organization": "org-1"},
+                "secret": "0123456789abcdef",
+            })),
+            false,
+        )
+        .unwrap();
+        assert_eq!(checked.topic, "dataset/*");
+        assert_eq!(checked.filters, json!({"organization": "org-1"}));
+        assert_eq!(checked.secret.as_deref(), Some("0123456789abcdef"));
+    }
+
+    #[test]
+    fn reports_every_field_at_once() {
+        let errors = fields(create(&params(json!({"colour": "red", "extra": 1})), false));
+        assert_eq!(errors["topic"], vec![MISSING]);
+        assert_eq!(errors["address"], vec![MISSING]);
+        assert!(errors.contains_key("colour"));
+        assert!(errors.contains_key("extra"));
+    }
+
+    #[test]
+    fn refuses_bad_topics_addresses_filters_and_secrets() {
+        let errors = fields(create(
+            &params(json!({
+                "topic": "package/create",
+                "address": "ftp://example.org/",
+                "filters": {"colour": "red", "dataset": 3},
+                "secret": "short",
+            })),
+            false,
+        ));
+        assert!(errors["topic"][0].contains("package/create"));
+        assert!(errors["address"][0].contains("http://"));
+        assert_eq!(errors["filters"].len(), 2);
+        assert!(errors["secret"][0].contains("16"));
+    }
+
+    #[test]
+    fn private_addresses_only_when_allowed() {
+        let input = params(json!({"topic": "*", "address": "http://127.0.0.1:9/x"}));
+        assert!(fields(create(&input, false)).contains_key("address"));
+        assert!(create(&input, true).is_ok());
+    }
+
+    #[test]
+    fn filters_may_arrive_as_a_json_string() {
+        let input = params(json!({
+            "topic": "*",
+            "address": "https://a.example/",
+            "filters": "{\"dataset_type\": \"harvest\"}",
+        }));
+        assert_eq!(
+            create(&input, false).unwrap().filters,
+            json!({"dataset_type": "harvest"})
+        );
+    }
+
+    #[test]
+    fn id_is_required() {
+        assert!(id_only(&params(json!({})), "webhook_show").is_err());
+        assert_eq!(
+            id_only(&params(json!({"id": "abc"})), "webhook_show").unwrap(),
+            "abc"
+        );
+        assert!(nothing(&params(json!({"x": 1})), "webhook_list").is_err());
+    }
+}

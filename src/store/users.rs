@@ -1,0 +1,95 @@
+//! Read-only queries on CKAN's own identity tables (`user`, `api_token`, `member`,
+//! `group`), used to authenticate API callers with CKAN's tokens and to check their
+//! organization rights. Nothing here writes to CKAN's tables.
+
+use crate::error::Result;
+use tokio_postgres::GenericClient;
+
+/// A CKAN user as the API needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CkanUser {
+    /// `user.id`, the owner id of the webhooks this user creates.
+    pub id: String,
+    /// `user.name`, for the log.
+    pub name: String,
+    /// Whether the user is a CKAN sysadmin.
+    pub sysadmin: bool,
+    /// `active`, `pending` or `deleted`; only active users may call the API.
+    pub state: String,
+}
+
+/// The highest organization capacity a user holds in any active organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capacity {
+    /// No editor or admin membership (members and non-members alike).
+    None,
+    /// Editor of at least one organization.
+    Editor,
+    /// Admin of at least one organization.
+    Admin,
+}
+
+fn from_row(row: &tokio_postgres::Row) -> CkanUser {
+    CkanUser {
+        id: row.get("id"),
+        name: row.get("name"),
+        sysadmin: row.get::<_, Option<bool>>("sysadmin").unwrap_or(false),
+        state: row.get("state"),
+    }
+}
+
+/// The owner of the API token whose id (the JWT's `jti`) is `token_id`.
+pub async fn user_by_token_id<C: GenericClient>(
+    client: &C,
+    token_id: &str,
+) -> Result<Option<CkanUser>> {
+    let row = client
+        .query_opt(
+            "SELECT u.id, u.name, u.sysadmin, u.state \
+             FROM public.api_token t JOIN public.\"user\" u ON u.id = t.user_id \
+             WHERE t.id = $1",
+            &[&token_id],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// The user holding a legacy API key (`user.apikey`, CKAN 2.9 and older).
+pub async fn user_by_api_key<C: GenericClient>(
+    client: &C,
+    api_key: &str,
+) -> Result<Option<CkanUser>> {
+    let row = client
+        .query_opt(
+            "SELECT id, name, sysadmin, state FROM public.\"user\" WHERE apikey = $1",
+            &[&api_key],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// The highest capacity the user holds through an active membership of an active
+/// organization.
+pub async fn organization_capacity<C: GenericClient>(
+    client: &C,
+    user_id: &str,
+) -> Result<Capacity> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(bool_or(m.capacity = 'admin'), false), count(*) > 0 \
+             FROM public.member m JOIN public.\"group\" g ON g.id = m.group_id \
+             WHERE m.table_name = 'user' AND m.table_id = $1 AND m.state = 'active' \
+               AND m.capacity IN ('editor', 'admin') \
+               AND g.is_organization AND g.state = 'active'",
+            &[&user_id],
+        )
+        .await?;
+    let (admin, editor): (bool, bool) = (row.get(0), row.get(1));
+    Ok(if admin {
+        Capacity::Admin
+    } else if editor {
+        Capacity::Editor
+    } else {
+        Capacity::None
+    })
+}
