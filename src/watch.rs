@@ -48,8 +48,10 @@ pub async fn derive_pending(pool: &Pool) -> Result<Derived> {
             return Ok(total);
         }
         let mut ids = Vec::new();
+        let mut derived = Vec::new();
         for transaction in &transactions {
-            let lookups = changes::lookups(&tx, transaction).await?;
+            derived.push(transaction.txid.to_string());
+            let lookups = changes::lookups(&tx, transaction, &derived).await?;
             for event in derive::derive(transaction, &lookups) {
                 total.deliveries += changes::record_event(&tx, transaction.txid, &event).await?;
                 total.events += 1;

@@ -76,16 +76,37 @@ pub async fn pending_transactions(
     Ok(transactions)
 }
 
-/// Fetches the rows a transaction's derivation needs but did not capture.
-pub async fn lookups(client: &impl GenericClient, tx: &Transaction) -> Result<Lookups> {
+/// Fetches the rows a transaction's derivation needs but did not capture, as they
+/// stood right after it: the current row, overlaid with the old image of the first
+/// change a later transaction (one still in the change log, other than `derived`, the
+/// transactions of this batch already handled plus this one) made to it. Rows a later
+/// transaction inserted are left out; rows it deleted come back from its old image.
+pub async fn lookups(
+    client: &impl GenericClient,
+    tx: &Transaction,
+    derived: &[String],
+) -> Result<Lookups> {
     let mut lookups = Lookups::default();
 
     let untouched = tx.untouched_datasets();
     if !untouched.is_empty() {
         let rows = client
             .query(
-                "SELECT p.id, to_jsonb(p) FROM public.package p WHERE p.id = ANY($1)",
-                &[&untouched],
+                "WITH later AS (
+                     SELECT DISTINCT ON (c.row_id) c.row_id, c.op, c.old_row
+                     FROM ckan_webhooks.change c
+                     WHERE c.table_name = 'package' AND c.row_id = ANY($1)
+                       AND c.txid::text <> ALL($2)
+                     ORDER BY c.row_id, c.id
+                 )
+                 SELECT ids.id, coalesce(to_jsonb(p), '{}'::jsonb)
+                                || coalesce(later.old_row, '{}'::jsonb)
+                 FROM unnest($1::text[]) AS ids (id)
+                 LEFT JOIN public.package p ON p.id = ids.id
+                 LEFT JOIN later ON later.row_id = ids.id
+                 WHERE (p.id IS NOT NULL OR later.old_row IS NOT NULL)
+                   AND later.op IS DISTINCT FROM 'I'",
+                &[&untouched, &derived],
             )
             .await?;
         lookups.packages = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -95,10 +116,30 @@ pub async fn lookups(client: &impl GenericClient, tx: &Transaction) -> Result<Lo
     if !flipped.is_empty() {
         let rows = client
             .query(
-                "SELECT r.package_id, to_jsonb(r) FROM public.resource r
-                 WHERE r.package_id = ANY($1)
-                 ORDER BY r.package_id, r.position NULLS LAST, r.id",
-                &[&flipped],
+                "WITH later AS (
+                     SELECT DISTINCT ON (c.row_id) c.row_id, c.op, c.old_row
+                     FROM ckan_webhooks.change c
+                     WHERE c.table_name = 'resource' AND c.package_id = ANY($1)
+                       AND c.txid::text <> ALL($2)
+                     ORDER BY c.row_id, c.id
+                 ), current AS (
+                     SELECT r.id, to_jsonb(r) AS row
+                     FROM public.resource r
+                     WHERE r.package_id = ANY($1)
+                 ), merged AS (
+                     SELECT coalesce(current.row, '{}'::jsonb)
+                            || coalesce(later.old_row, '{}'::jsonb) AS row
+                     FROM current
+                     FULL JOIN later ON later.row_id = current.id
+                     WHERE later.op IS DISTINCT FROM 'I'
+                       AND (current.id IS NOT NULL OR later.old_row IS NOT NULL)
+                 )
+                 SELECT row ->> 'package_id', row
+                 FROM merged
+                 WHERE row ->> 'package_id' = ANY($1)
+                 ORDER BY row ->> 'package_id', (row ->> 'position')::int NULLS LAST,
+                          row ->> 'id'",
+                &[&flipped, &derived],
             )
             .await?;
         let mut resources: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
@@ -111,7 +152,7 @@ pub async fn lookups(client: &impl GenericClient, tx: &Transaction) -> Result<Lo
 }
 
 /// Stores one event and creates a pending delivery for every active subscription whose
-/// topic matches. Returns the number of deliveries created.
+/// topic and filters match. Returns the number of deliveries created.
 pub async fn record_event(client: &impl GenericClient, txid: i64, event: &Event) -> Result<u64> {
     client
         .execute(
@@ -133,6 +174,19 @@ pub async fn record_event(client: &impl GenericClient, txid: i64, event: &Event)
         )
         .await?;
 
+    // Filters: dataset by id or current name, organization by id or name, dataset
+    // type, and resource format (which only resource events can match).
+    let is_resource = event.topic.starts_with("resource/");
+    let dataset_name = if is_resource {
+        None
+    } else {
+        event.entity["name"].as_str()
+    };
+    let format = if is_resource {
+        event.entity["format"].as_str()
+    } else {
+        None
+    };
     let created = client
         .execute(
             "INSERT INTO ckan_webhooks.delivery (id, event_id, subscription_id, dataset_id)
@@ -140,8 +194,27 @@ pub async fn record_event(client: &impl GenericClient, txid: i64, event: &Event)
              FROM ckan_webhooks.subscription s
              WHERE s.state = 'active'
                AND (s.topic = $3 OR s.topic = '*' OR s.topic = split_part($3, '/', 1) || '/*')
+               AND (NOT s.filters ? 'dataset'
+                    OR s.filters ->> 'dataset' IN ($2, $6)
+                    OR s.filters ->> 'dataset' =
+                       (SELECT p.name FROM public.package p WHERE p.id = $2))
+               AND (NOT s.filters ? 'organization'
+                    OR s.filters ->> 'organization' = $4
+                    OR s.filters ->> 'organization' =
+                       (SELECT g.name FROM public.\"group\" g WHERE g.id = $4))
+               AND (NOT s.filters ? 'dataset_type' OR s.filters ->> 'dataset_type' = $5)
+               AND (NOT s.filters ? 'resource_format'
+                    OR lower(s.filters ->> 'resource_format') = lower($7))
              ORDER BY s.id",
-            &[&event.id, &event.dataset_id, &event.topic],
+            &[
+                &event.id,
+                &event.dataset_id,
+                &event.topic,
+                &event.organization_id,
+                &event.dataset_type,
+                &dataset_name,
+                &format,
+            ],
         )
         .await?;
     Ok(created)

@@ -354,3 +354,41 @@ async fn ckan_211_shapes_give_the_exact_events() {
     let no_op_patch = "UPDATE package SET metadata_modified = now() WHERE id = 'a';";
     assert_eq!(step(&db, no_op_patch).await, ev(&[]));
 }
+
+/// Rows a transaction did not write are read as they stood right after it, even when
+/// later transactions, not yet derived, changed them: a resource added without touching
+/// its dataset, then the dataset deleted and a resource inserted, all derived at once.
+#[tokio::test]
+async fn untouched_rows_are_read_as_of_their_transaction() {
+    let db = ckan_212_db().await;
+    let create = "INSERT INTO package (id, name, type, private, state) VALUES ('d', 'd', 'dataset', false, 'active');
+                  INSERT INTO resource (id, package_id, url, position, state) VALUES ('r0', 'd', 'u', 0, 'active');";
+    assert_eq!(
+        step(&db, create).await,
+        ev(&[("dataset/create", "d"), ("resource/create", "r0")])
+    );
+
+    let later = "BEGIN;
+        INSERT INTO resource (id, package_id, url, position, state) VALUES ('r1', 'd', 'u', 1, 'active');
+        COMMIT;
+        BEGIN;
+        UPDATE package SET state = 'deleted' WHERE id = 'd';
+        COMMIT;
+        BEGIN;
+        INSERT INTO resource (id, package_id, url, position, state) VALUES ('r2', 'd', 'u', 2, 'active');
+        UPDATE resource SET state = 'deleted' WHERE id = 'r0';
+        COMMIT;";
+    assert_eq!(
+        step(&db, later).await,
+        ev(&[
+            // r1 was added while d was still active.
+            ("resource/create", "r1"),
+            ("dataset/update", "d"),
+            // d's delete takes down r0 and r1 as they stood (r0 still active then),
+            // and not r2, which did not exist yet.
+            ("resource/delete", "r0"),
+            ("resource/delete", "r1"),
+            ("dataset/delete", "d"),
+        ])
+    );
+}

@@ -3,6 +3,7 @@
 mod api;
 mod capture;
 mod deliver;
+mod e2e;
 mod install;
 mod real_ckan;
 mod support;

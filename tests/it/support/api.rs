@@ -95,12 +95,7 @@ impl ApiServer {
 
     /// POSTs a JSON body to `/api/3/action/<action>` with `token` in `Authorization`.
     pub async fn call(&self, action: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let mut headers = vec![("content-type", "application/json".to_string())];
-        if let Some(token) = token {
-            headers.push(("authorization", token.to_string()));
-        }
-        let path = format!("/api/3/action/{action}");
-        self.send("POST", &path, &headers, body.to_string()).await
+        call_at(self.addr, action, token, body).await
     }
 
     /// Sends any request and answers the status and the JSON body.
@@ -111,30 +106,57 @@ impl ApiServer {
         headers: &[(&str, String)],
         body: impl Into<Bytes>,
     ) -> (u16, Value) {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", self.addr.to_string());
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let request = request.body(Full::new(body.into())).unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
-            .await
-            .expect("the API answers within 10 s")
-            .unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
-        (status, body)
+        send_to(self.addr, method, path, headers, body).await
     }
+}
+
+/// POSTs a JSON body to `/api/3/action/<action>` of the API at `addr`, with `token` in
+/// `Authorization`.
+pub async fn call_at(
+    addr: SocketAddr,
+    action: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut headers = vec![("content-type", "application/json".to_string())];
+    if let Some(token) = token {
+        headers.push(("authorization", token.to_string()));
+    }
+    let path = format!("/api/3/action/{action}");
+    send_to(addr, "POST", &path, &headers, body.to_string()).await
+}
+
+/// Sends any request to the API at `addr` and answers the status and the JSON body.
+pub async fn send_to(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: impl Into<Bytes>,
+) -> (u16, Value) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let request = request.body(Full::new(body.into())).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("the API answers within 10 s")
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    (status, body)
 }
 
 impl Drop for ApiServer {

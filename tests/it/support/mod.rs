@@ -8,3 +8,4 @@ pub mod ckan;
 pub mod ckan_users;
 pub mod db;
 pub mod receiver;
+pub mod service;
