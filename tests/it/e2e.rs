@@ -5,7 +5,7 @@ use crate::support::db::TestDb;
 use crate::support::receiver::{Receiver, Recorded};
 use crate::support::service::{self, app_developer, TestService, SITE_URL};
 use ckan_webhooks::sign;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
