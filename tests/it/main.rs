@@ -6,5 +6,6 @@ mod deliver;
 mod e2e;
 mod install;
 mod real_ckan;
+mod real_ckan_webhooks;
 mod support;
 mod watch;
