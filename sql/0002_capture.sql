@@ -173,7 +173,10 @@ END
 $fn$;
 
 -- Three statement-level triggers per captured table that exists in this CKAN version
--- (a trigger with transition tables fires for one event only).
+-- (a trigger with transition tables fires for one event only). Re-creating them is
+-- idempotent; the notices of DROP TRIGGER IF EXISTS are noise.
+SET LOCAL client_min_messages = warning;
+
 DO $do$
 DECLARE
     t record;

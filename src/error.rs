@@ -22,8 +22,9 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The cause, printed by `Display` (not exposed as `source()`, so error reports that
+    /// walk the chain do not print it twice).
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -32,13 +33,13 @@ impl Error {
         Self {
             kind,
             message: message.into(),
-            source: None,
+            cause: None,
         }
     }
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.cause = Some(Box::new(source));
         self
     }
 
@@ -56,8 +57,13 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        if let Some(cause) = &self.cause {
+            write!(f, ": {cause}")?;
+            let mut next = cause.source();
+            while let Some(inner) = next {
+                write!(f, ": {inner}")?;
+                next = inner.source();
+            }
         }
         Ok(())
     }
@@ -72,7 +78,7 @@ impl From<tokio_postgres::Error> for Error {
         Self {
             kind: ErrorKind::Database,
             message,
-            source: Some(Box::new(err)),
+            cause: Some(Box::new(err)),
         }
     }
 }

@@ -118,9 +118,10 @@ impl RunArgs {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr; `RUST_LOG` overrides the default level (`default`).
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -130,7 +131,12 @@ fn init_logging() {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    init_logging();
+    // The demo prints what happens itself; its logs would only interleave.
+    init_logging(if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    });
     if let Err(err) = dispatch(cli.command).await {
         eprintln!("ckan-webhooks: {err:#}");
         std::process::exit(1);

@@ -61,7 +61,6 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
                 .with_source(err)
         })?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "api listening");
 
     let api_state = Arc::new(ApiState {
         pool: pool.clone(),

@@ -23,9 +23,12 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
 
 /// A bounded pool of connections to the database that holds the side schema.
 pub fn pool(url: &str, size: usize) -> Result<Pool> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|err| Error::config(format!("invalid database URL: {err}")))?;
+    let config: tokio_postgres::Config = url.parse().map_err(|err| {
+        Error::config(format!(
+            "invalid database URL {:?}: {err}",
+            redact_password(url)
+        ))
+    })?;
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -37,4 +40,34 @@ pub fn pool(url: &str, size: usize) -> Result<Pool> {
         .max_size(size)
         .build()
         .map_err(|err| Error::new(ErrorKind::Database, "database pool").with_source(err))
+}
+
+/// The URL with any password replaced by `***`, for error messages.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact_password("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            super::redact_password("postgres://u@h/db"),
+            "postgres://u@h/db"
+        );
+        assert_eq!(super::redact_password("nope"), "nope");
+    }
 }
