@@ -69,6 +69,14 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
         minimum_auth: config.minimum_auth,
         allow_private_targets: config.delivery.allow_private_targets,
     });
+    // The deliverer's writes (leases, outcomes) need no synchronous commit: losing one
+    // in a server crash only means an attempt is made again, with the same webhook-id.
+    // Events, deliveries and subscriptions are written through the durable pool.
+    let deliver_pool = store::pool_with_options(
+        &config.database_url,
+        config.pool_size,
+        Some("-c synchronous_commit=off"),
+    )?;
     let deliver_wake = Arc::new(Notify::new());
     let tasks = vec![
         tokio::spawn(api::serve(listener, api_state, shutdown.clone())),
@@ -80,7 +88,7 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
             shutdown.clone(),
         )),
         tokio::spawn(deliver::run(
-            pool,
+            deliver_pool,
             config.delivery.clone(),
             config.site_url.clone(),
             deliver_wake,

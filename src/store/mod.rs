@@ -23,12 +23,22 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
 
 /// A bounded pool of connections to the database that holds the side schema.
 pub fn pool(url: &str, size: usize) -> Result<Pool> {
-    let config: tokio_postgres::Config = url.parse().map_err(|err| {
+    pool_with_options(url, size, None)
+}
+
+/// A pool whose connections start with extra server options, e.g.
+/// `-c synchronous_commit=off` for writes that may be lost in a server crash.
+pub fn pool_with_options(url: &str, size: usize, options: Option<&str>) -> Result<Pool> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|err| {
         Error::config(format!(
             "invalid database URL {:?}: {err}",
             redact_password(url)
         ))
     })?;
+    if let Some(options) = options {
+        let existing = config.get_options().unwrap_or_default().to_string();
+        config.options(format!("{existing} {options}").trim());
+    }
     let manager = Manager::from_config(
         config,
         NoTls,
