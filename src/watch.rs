@@ -38,12 +38,12 @@ pub async fn derive_pending(pool: &Pool) -> Result<Derived> {
     loop {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        if !changes::try_derive_lock(&tx).await? {
+        if !changes::try_derive_lock(&*tx).await? {
             tracing::debug!("another instance is deriving");
             return Ok(total);
         }
 
-        let transactions = changes::pending_transactions(&tx, BATCH).await?;
+        let transactions = changes::pending_transactions(&*tx, BATCH).await?;
         if transactions.is_empty() {
             return Ok(total);
         }
@@ -51,15 +51,15 @@ pub async fn derive_pending(pool: &Pool) -> Result<Derived> {
         let mut derived = Vec::new();
         for transaction in &transactions {
             derived.push(transaction.txid.to_string());
-            let lookups = changes::lookups(&tx, transaction, &derived).await?;
+            let lookups = changes::lookups(&*tx, transaction, &derived).await?;
             for event in derive::derive(transaction, &lookups) {
-                total.deliveries += changes::record_event(&tx, transaction.txid, &event).await?;
+                total.deliveries += changes::record_event(&*tx, transaction.txid, &event).await?;
                 total.events += 1;
                 tracing::debug!(event_id = %event.id, topic = %event.topic, "event derived");
             }
             ids.extend(transaction.changes.iter().map(|c| c.id));
         }
-        changes::delete_changes(&tx, &ids).await?;
+        changes::delete_changes(&*tx, &ids).await?;
         tx.commit().await?;
         total.transactions += transactions.len();
     }

@@ -11,6 +11,7 @@
 pub mod actions;
 pub mod auth;
 pub mod envelope;
+pub mod metrics;
 pub mod request;
 pub mod validate;
 
@@ -111,6 +112,7 @@ pub async fn serve(
 /// Where a request path leads.
 enum Route<'a> {
     Health,
+    Metrics,
     Action(&'a str),
     Unknown,
 }
@@ -118,6 +120,9 @@ enum Route<'a> {
 fn route(path: &str) -> Route<'_> {
     if path == "/healthz" {
         return Route::Health;
+    }
+    if path == "/metrics" {
+        return Route::Metrics;
     }
     let name = path
         .strip_prefix("/api/action/")
@@ -133,6 +138,7 @@ async fn handle(state: &ApiState, request: Request<Incoming>) -> ApiResponse {
     let path = request.uri().path().to_string();
     match route(&path) {
         Route::Health => health(state, request.method()).await,
+        Route::Metrics => metrics(state, request.method()).await,
         Route::Action(name) => {
             let started = Instant::now();
             let Some(action) = Action::from_name(name) else {
@@ -200,6 +206,36 @@ async fn connection(state: &ApiState) -> Result<deadpool_postgres::Object, ApiEr
             crate::error::ErrorKind::Database,
             "no free database connection within the pool wait",
         ))),
+    }
+}
+
+/// `GET /metrics`: Prometheus text, or 503 when the database does not answer.
+async fn metrics(state: &ApiState, method: &Method) -> ApiResponse {
+    if method != Method::GET {
+        return envelope::json(StatusCode::METHOD_NOT_ALLOWED, &json!("Method not allowed"));
+    }
+    let snapshot = match connection(state).await {
+        Ok(client) => crate::store::metrics::snapshot(&**client).await.ok(),
+        Err(_) => None,
+    };
+    match snapshot {
+        Some(snapshot) => {
+            let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+                metrics::render(&snapshot),
+            )));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
+        None => {
+            tracing::warn!("metrics could not read the database");
+            envelope::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable"}),
+            )
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 use crate::derive::{Change, Lookups, Op, Table, Transaction};
 use crate::error::Result;
 use crate::payload::Event;
-use deadpool_postgres::GenericClient;
 use std::collections::HashMap;
+use tokio_postgres::GenericClient;
 
 /// Advisory lock key held by the one instance deriving at a time ("ckanwhk2").
 pub const DERIVE_LOCK: i64 = 0x636b_616e_7768_6b32;

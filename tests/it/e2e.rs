@@ -135,7 +135,51 @@ async fn sql_change_becomes_a_signed_webhook_with_the_full_payload() {
         3,
     )
     .await;
+
+    // /metrics reports the same state, in Prometheus text.
+    let metrics = metrics_text(service.addr).await;
+    assert!(
+        metrics.contains("ckan_webhooks_deliveries{status=\"delivered\"} 3\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ckan_webhooks_change_backlog 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ckan_webhooks_capture_triggers 12\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ckan_webhooks_subscriptions{state=\"active\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ckan_webhooks_delivery_latency_ms{quantile=\"0.5\"}"),
+        "{metrics}"
+    );
     service.stop().await;
+}
+
+/// GET /metrics as text.
+async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = hyper::Request::get("/metrics")
+        .header("host", addr.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
 }
 
 /// Case "huge text": 20 KB of notes and a 2 000-character title of four-byte
