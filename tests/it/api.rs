@@ -4,6 +4,7 @@
 
 mod auth;
 mod ckanapi_client;
+mod hostile_addresses;
 mod requests;
 mod shutdown;
 
