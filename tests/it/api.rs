@@ -5,6 +5,7 @@
 mod auth;
 mod ckanapi_client;
 mod hostile_addresses;
+mod hostile_bodies;
 mod hostile_tokens;
 mod requests;
 mod shutdown;
