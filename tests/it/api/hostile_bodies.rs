@@ -8,6 +8,8 @@ use crate::support::api::ApiServer;
 use crate::support::ckan_users;
 use crate::support::db::TestDb;
 use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ADDRESS: &str = "https://hooks.example.org/in";
 
@@ -391,4 +393,67 @@ async fn sql_text_and_odd_ids_are_not_found() {
     let (status, _) = api.call("webhook_show", Some(t), json!({"id": id})).await;
     assert_eq!(status, 200);
     api.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_and_slow_bodies_do_not_hold_the_server() {
+    let db = TestDb::installed().await;
+    let client = db.client().await;
+    let alice = ckan_users::user(&client, "alice", false).await;
+    let api = ApiServer::start(&db).await;
+
+    // A declared length far over the limit is answered without reading the body.
+    let mut stream = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let head = format!(
+        "POST /api/3/action/webhook_create HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\n\
+         content-type: application/json\r\ncontent-length: 1000000000\r\n\r\n{{",
+        alice.token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // A body that never arrives ends in a 400 too, instead of holding the connection.
+    let mut stream = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let head = format!(
+        "POST /api/3/action/webhook_create HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"topic\"",
+        alice.token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("Bad request: "), "{answer}");
+
+    // The server still answers everyone else.
+    let (status, _) = api
+        .call("webhook_list", Some(&alice.token), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    api.stop().await;
+}
+
+/// Reads from `stream` until the server closes it or a whole response head and some
+/// body arrived; fails the test after 20 s.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    let mut received = Vec::new();
+    let read = async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+            let text = String::from_utf8_lossy(&received);
+            if let Some(end) = text.find("\r\n\r\n") {
+                if text.len() > end + 4 {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the API answers within 20 s");
+    String::from_utf8_lossy(&received).into_owned()
 }
