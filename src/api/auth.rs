@@ -20,6 +20,22 @@ const INVALID: &str = "the API token is not valid";
 struct Claims {
     /// The `api_token.id` the token stands for.
     jti: String,
+    /// The time claims, kept only to check that they are numbers when present:
+    /// the JWT library skips a time claim it cannot parse, CKAN's refuses the token.
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
+    #[serde(default)]
+    iat: Option<serde_json::Value>,
+}
+
+impl Claims {
+    fn times_are_numbers(&self) -> bool {
+        [&self.exp, &self.nbf, &self.iat]
+            .iter()
+            .all(|claim| matches!(claim, None | Some(serde_json::Value::Number(_))))
+    }
 }
 
 /// The credential sent with a request: `Authorization` (raw, or after `Bearer `),
@@ -46,15 +62,18 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
     authorization.or_else(api_key).map(str::to_string)
 }
 
-/// The `jti` of a CKAN API token signed with `secret`. An `exp` claim is honoured when
-/// present but not required: CKAN's tokens do not expire unless a plugin says so.
+/// The `jti` of a CKAN API token signed with `secret`. `exp` and `nbf` claims are
+/// honoured when present but not required, as CKAN's own decoding does: its tokens do
+/// not expire unless a plugin says so.
 fn token_id(token: &str, secret: &[u8]) -> Option<String> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.required_spec_claims.clear();
     validation.validate_aud = false;
+    validation.validate_nbf = true;
     validation.leeway = 0;
     jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
         .ok()
+        .filter(|data| data.claims.times_are_numbers())
         .map(|data| data.claims.jti)
 }
 
@@ -167,6 +186,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(token_id(&expired, b"s3cret"), None);
+
+        let now = chrono::Utc::now().timestamp();
+        for claims in [
+            serde_json::json!({"jti": "t4", "nbf": now + 600}),
+            serde_json::json!({"jti": "t5", "exp": "never"}),
+            serde_json::json!({"jti": "t6", "nbf": "now"}),
+            serde_json::json!({"jti": "t7", "iat": [1]}),
+        ] {
+            let token = encode(&Header::default(), &claims, &key).unwrap();
+            assert_eq!(token_id(&token, b"s3cret"), None, "{claims}");
+        }
+        let current = encode(
+            &Header::default(),
+            &serde_json::json!({"jti": "t8", "nbf": now - 5, "exp": now + 600}),
+            &key,
+        )
+        .unwrap();
+        assert_eq!(token_id(&current, b"s3cret").as_deref(), Some("t8"));
 
         let none_alg = format!(
             "{}.{}.",

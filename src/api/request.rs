@@ -9,12 +9,17 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{header, HeaderMap, Method, Request};
 use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// An action's parameters: CKAN's `data_dict`.
 pub type Params = Map<String, Value>;
 
 /// The largest request body read; webhook parameters are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long a client may take to send its body once the headers are in; without a
+/// bound, a client that declares a length and sends nothing holds its task for ever.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads the parameters of `request`. `allow_get` is true for actions that change
 /// nothing; other actions refuse GET, as CKAN does.
@@ -28,6 +33,16 @@ pub async fn read_params(request: Request<Incoming>, allow_get: bool) -> Result<
         return Ok(from_pairs(parts.uri.query().unwrap_or("").as_bytes()));
     }
 
+    // A declared length over the limit is refused before waiting for any of it.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+
     let bytes = read_body(body).await?;
     if is_form(&parts.headers) {
         return from_form(&bytes);
@@ -36,13 +51,22 @@ pub async fn read_params(request: Request<Incoming>, allow_get: bool) -> Result<
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(bad_json(&format!(
-            "the request body is larger than {MAX_BODY_BYTES} bytes"
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect());
+    match read.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(bad_json("the request body could not be read")),
+        Err(_) => Err(bad_json(&format!(
+            "the request body did not arrive within {} seconds",
+            BODY_TIMEOUT.as_secs()
         ))),
-        Err(_) => Err(bad_json("the request body could not be read")),
     }
+}
+
+fn too_large() -> ApiError {
+    bad_json(&format!(
+        "the request body is larger than {MAX_BODY_BYTES} bytes"
+    ))
 }
 
 fn is_form(headers: &HeaderMap) -> bool {

@@ -26,6 +26,12 @@ pub const FILTER_KEYS: &[&str] = &["dataset", "organization", "dataset_type", "r
 /// The shortest signing secret a caller may choose.
 pub const MIN_SECRET_CHARS: usize = 16;
 
+/// The longest signing secret a caller may choose; `whsec_` secrets are far shorter.
+pub const MAX_SECRET_CHARS: usize = 256;
+
+/// The longest filter value; CKAN's names and ids are at most 100 characters.
+pub const MAX_FILTER_CHARS: usize = 200;
+
 const MISSING: &str = "Missing value";
 
 /// The checked parameters of `webhook_create`.
@@ -80,6 +86,20 @@ fn required_string(params: &Params, field: &str, errors: &mut Errors) -> Option<
     None
 }
 
+/// True when `text` holds a control character (NUL, newline, escape…), which no topic,
+/// secret or CKAN name needs and PostgreSQL cannot always store.
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// At most the first 100 characters of a caller's text, for an error message.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(100) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// Checks `webhook_create`'s parameters. `allow_private` lets loopback and private
 /// receiver addresses through, for operators who allow them.
 pub fn create(params: &Params, allow_private: bool) -> Result<CreateParams, ApiError> {
@@ -97,7 +117,8 @@ pub fn create(params: &Params, allow_private: bool) -> Result<CreateParams, ApiE
             errors.add(
                 "topic",
                 format!(
-                    "Unknown topic {topic:?}; expected one of {}",
+                    "Unknown topic {:?}; expected one of {}",
+                    shortened(topic),
                     TOPICS.join(", ")
                 ),
             );
@@ -114,18 +135,25 @@ pub fn create(params: &Params, allow_private: bool) -> Result<CreateParams, ApiE
 
     let filters = filters(params.get("filters"), &mut errors);
 
-    // A chosen secret must be long enough to be worth signing with.
+    // A chosen secret must be long enough to be worth signing with, and printable.
     let secret = match params.get("secret") {
         None | Some(Value::Null) => None,
-        Some(Value::String(secret)) if secret.chars().count() >= MIN_SECRET_CHARS => {
-            Some(secret.clone())
-        }
-        Some(Value::String(_)) => {
-            errors.add(
-                "secret",
-                format!("The secret must have at least {MIN_SECRET_CHARS} characters"),
-            );
-            None
+        Some(Value::String(secret)) => {
+            let chars = secret.chars().count();
+            if !(MIN_SECRET_CHARS..=MAX_SECRET_CHARS).contains(&chars) {
+                errors.add(
+                    "secret",
+                    format!(
+                        "The secret must have {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} characters"
+                    ),
+                );
+                None
+            } else if has_control(secret) {
+                errors.add("secret", "The secret must not contain control characters");
+                None
+            } else {
+                Some(secret.clone())
+            }
         }
         Some(_) => {
             errors.add("secret", "Must be a string");
@@ -170,14 +198,28 @@ fn filters(value: Option<&Value>, errors: &mut Errors) -> Value {
             errors.add(
                 "filters",
                 format!(
-                    "Unknown filter {key:?}; expected one of {}",
+                    "Unknown filter {:?}; expected one of {}",
+                    shortened(key),
                     FILTER_KEYS.join(", ")
                 ),
             );
-        } else if !matches!(value, Value::String(text) if !text.trim().is_empty()) {
+            continue;
+        }
+        let acceptable = match value {
+            Value::String(text) => {
+                !text.trim().is_empty()
+                    && text.chars().count() <= MAX_FILTER_CHARS
+                    && !has_control(text)
+            }
+            _ => false,
+        };
+        if !acceptable {
             errors.add(
                 "filters",
-                format!("The filter {key:?} must be a non-empty string"),
+                format!(
+                    "The filter {key:?} must be a string of 1 to {MAX_FILTER_CHARS} printable \
+                     characters"
+                ),
             );
         }
     }
@@ -256,6 +298,29 @@ mod tests {
         assert!(errors["address"][0].contains("http://"));
         assert_eq!(errors["filters"].len(), 2);
         assert!(errors["secret"][0].contains("16"));
+    }
+
+    #[test]
+    fn refuses_control_characters_and_oversized_values() {
+        let huge = "x".repeat(10_000);
+        let errors = fields(create(
+            &params(json!({
+                "topic": huge,
+                "address": "https://a.example/",
+                "filters": {"dataset": "a\u{0}b", "organization": huge},
+                "secret": format!("{}\n", "s".repeat(20)),
+            })),
+            false,
+        ));
+        assert!(errors["topic"][0].len() < 500);
+        assert_eq!(errors["filters"].len(), 2);
+        assert!(errors["secret"][0].contains("control"));
+
+        let errors = fields(create(
+            &params(json!({"topic": "*", "address": "https://a.example/", "secret": huge})),
+            false,
+        ));
+        assert!(errors["secret"][0].contains("256"));
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub async fn user_by_token_id<C: GenericClient>(
     client: &C,
     token_id: &str,
 ) -> Result<Option<CkanUser>> {
+    // PostgreSQL text cannot hold NUL, so no row matches; asking would be an error.
+    if token_id.contains('\0') {
+        return Ok(None);
+    }
     let row = client
         .query_opt(
             "SELECT u.id, u.name, u.sysadmin, u.state \
@@ -54,18 +58,25 @@ pub async fn user_by_token_id<C: GenericClient>(
     Ok(row.as_ref().map(from_row))
 }
 
-/// The user holding a legacy API key (`user.apikey`, CKAN 2.9 and older).
+/// The user holding a legacy API key (`user.apikey`, CKAN 2.9 and older). CKAN puts
+/// no unique constraint on the column; a key that two users share identifies nobody.
 pub async fn user_by_api_key<C: GenericClient>(
     client: &C,
     api_key: &str,
 ) -> Result<Option<CkanUser>> {
-    let row = client
-        .query_opt(
-            "SELECT id, name, sysadmin, state FROM public.\"user\" WHERE apikey = $1",
+    if api_key.contains('\0') {
+        return Ok(None);
+    }
+    let rows = client
+        .query(
+            "SELECT id, name, sysadmin, state FROM public.\"user\" WHERE apikey = $1 LIMIT 2",
             &[&api_key],
         )
         .await?;
-    Ok(row.as_ref().map(from_row))
+    match rows.as_slice() {
+        [row] => Ok(Some(from_row(row))),
+        _ => Ok(None),
+    }
 }
 
 /// The highest capacity the user holds through an active membership of an active

@@ -4,6 +4,10 @@
 
 mod auth;
 mod ckanapi_client;
+mod hostile_addresses;
+mod hostile_bodies;
+mod hostile_requests;
+mod hostile_tokens;
 mod requests;
 mod shutdown;
 
