@@ -107,6 +107,7 @@ async fn main() {
         site_url: "http://ckan.bench".into(),
         token_secret: b"bench".to_vec(),
         minimum_auth: MinimumAuth::None,
+        accept_api_keys: false,
         poll_interval: Duration::from_millis(1000),
         pool_size: 8,
         delivery: DeliveryConfig {

@@ -100,6 +100,8 @@ pub struct RunConfig {
     pub token_secret: Vec<u8>,
     /// Who may create webhooks.
     pub minimum_auth: MinimumAuth,
+    /// Whether legacy API keys (`user.apikey`, CKAN ≤ 2.9) are accepted.
+    pub accept_api_keys: bool,
     /// How often the change log is read when no NOTIFY arrives.
     pub poll_interval: Duration,
     /// Connections in the service's pool.

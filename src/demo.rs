@@ -122,6 +122,7 @@ async fn run_on(url: &str) -> Result<()> {
         site_url: "http://ckan.demo.invalid".into(),
         token_secret: secret.into_bytes(),
         minimum_auth: MinimumAuth::None,
+        accept_api_keys: false,
         poll_interval: Duration::from_millis(500),
         pool_size: 4,
         delivery: DeliveryConfig {

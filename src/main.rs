@@ -60,6 +60,9 @@ struct RunArgs {
     /// Who may create webhooks: none (any active user), editor, admin or sysadmin.
     #[arg(long, env = "CKAN_WEBHOOKS_MINIMUM_AUTH", default_value = "none")]
     minimum_auth: String,
+    /// Accept legacy API keys (user.apikey), as CKAN 2.9 and older do.
+    #[arg(long, env = "CKAN_WEBHOOKS_ACCEPT_API_KEYS")]
+    accept_api_keys: bool,
     /// Allow receivers on loopback, private and link-local addresses.
     #[arg(long, env = "CKAN_WEBHOOKS_ALLOW_PRIVATE_TARGETS")]
     allow_private_targets: bool,
@@ -104,6 +107,7 @@ impl RunArgs {
             site_url: config::parse_site_url(&self.site_url)?,
             token_secret: config::parse_token_secret(&self.token_secret)?,
             minimum_auth: self.minimum_auth.parse::<MinimumAuth>()?,
+            accept_api_keys: self.accept_api_keys,
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             pool_size: self.pool_size,
             delivery: DeliveryConfig {

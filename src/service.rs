@@ -68,6 +68,7 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
         token_secret: config.token_secret.clone(),
         minimum_auth: config.minimum_auth,
         allow_private_targets: config.delivery.allow_private_targets,
+        accept_api_keys: config.accept_api_keys,
     });
     // The deliverer's writes (leases, outcomes) need no synchronous commit: losing one
     // in a server crash only means an attempt is made again, with the same webhook-id.

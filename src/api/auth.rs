@@ -96,8 +96,14 @@ pub async fn authenticate<C: GenericClient>(
             return Err(ApiError::NotAuthorized(INVALID.into()));
         };
         users::user_by_token_id(client, &jti).await?
-    } else {
+    } else if state.accept_api_keys {
         users::user_by_api_key(client, credential).await?
+    } else {
+        tracing::info!(
+            reason = "legacy api keys not accepted",
+            "api caller refused"
+        );
+        return Err(ApiError::NotAuthorized(INVALID.into()));
     };
 
     match user {

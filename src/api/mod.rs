@@ -52,6 +52,9 @@ pub struct ApiState {
     pub minimum_auth: MinimumAuth,
     /// Whether webhooks may point at loopback, private and link-local addresses.
     pub allow_private_targets: bool,
+    /// Whether legacy API keys (`user.apikey`) identify callers. CKAN 2.10 and later
+    /// no longer accept them, though the column may still hold old keys.
+    pub accept_api_keys: bool,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then stops accepting

@@ -73,7 +73,18 @@ async fn legacy_api_keys_identify_users() {
         )
         .await
         .unwrap();
+
+    // Off by default: CKAN 2.10+ no longer accepts them.
     let api = ApiServer::start(&db).await;
+    let (status, _) = api.call("webhook_list", Some(key), json!({})).await;
+    assert_eq!(status, 403);
+    api.stop().await;
+
+    let options = Options {
+        accept_api_keys: true,
+        ..Options::default()
+    };
+    let api = ApiServer::start_with(&db, options).await;
     let (status, _) = api.call("webhook_list", Some(key), json!({})).await;
     assert_eq!(status, 200);
     api.stop().await;

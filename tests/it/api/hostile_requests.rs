@@ -3,7 +3,7 @@
 //! probes for other users' hooks, and what the log keeps of all that.
 
 use super::{create, help, hook};
-use crate::support::api::ApiServer;
+use crate::support::api::{ApiServer, Options};
 use crate::support::ckan_users;
 use crate::support::db::TestDb;
 use serde_json::{json, Value};
@@ -288,7 +288,11 @@ async fn the_log_keeps_no_token_secret_or_body() {
         )
         .await
         .unwrap();
-    let api = ApiServer::start(&db).await;
+    let options = Options {
+        accept_api_keys: true,
+        ..Options::default()
+    };
+    let api = ApiServer::start_with(&db, options).await;
     let secret = "body-secret-that-must-not-be-logged";
     let address = "https://hooks.example.org/path-that-must-not-be-logged";
     let marker = "filter-value-that-must-not-be-logged";

@@ -2,7 +2,7 @@
 //! or with odd claims, other users' revoked tokens, and legacy API keys made of SQL.
 //! Every one of them is CKAN's 403 with the same message, and none is a 500.
 
-use crate::support::api::ApiServer;
+use crate::support::api::{ApiServer, Options};
 use crate::support::ckan_users::{self, jwt, TOKEN_SECRET};
 use crate::support::db::TestDb;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -172,7 +172,11 @@ async fn a_legacy_key_shared_by_two_users_identifies_nobody() {
             .await
             .unwrap();
     }
-    let api = ApiServer::start(&db).await;
+    let options = Options {
+        accept_api_keys: true,
+        ..Options::default()
+    };
+    let api = ApiServer::start_with(&db, options).await;
 
     let (_, reference) = api
         .call("webhook_list", Some("no-such-key"), json!({}))

@@ -33,6 +33,8 @@ pub struct Options {
     pub minimum_auth: MinimumAuth,
     /// Whether private receiver addresses are allowed.
     pub allow_private_targets: bool,
+    /// Whether legacy API keys identify callers.
+    pub accept_api_keys: bool,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
         Self {
             minimum_auth: MinimumAuth::None,
             allow_private_targets: false,
+            accept_api_keys: false,
         }
     }
 }
@@ -59,6 +62,7 @@ impl ApiServer {
             token_secret: TOKEN_SECRET.to_vec(),
             minimum_auth: options.minimum_auth,
             allow_private_targets: options.allow_private_targets,
+            accept_api_keys: options.accept_api_keys,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

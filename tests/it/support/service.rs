@@ -30,6 +30,7 @@ pub fn config(db: &TestDb) -> RunConfig {
         site_url: SITE_URL.into(),
         token_secret: TOKEN_SECRET.to_vec(),
         minimum_auth: MinimumAuth::None,
+        accept_api_keys: false,
         poll_interval: Duration::from_millis(200),
         pool_size: 4,
         delivery: DeliveryConfig {
