@@ -30,7 +30,22 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0002_capture.sql"),
         capture: true,
     },
+    Migration {
+        name: "0003_delivery_log",
+        sql: include_str!("../sql/0003_delivery_log.sql"),
+        capture: false,
+    },
 ];
+
+/// The checksums of every embedded file, in order: changes whenever any file does
+/// (the tests key their template databases on it).
+pub fn fingerprint() -> String {
+    MIGRATIONS
+        .iter()
+        .map(|m| checksum(m.sql))
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 const UNINSTALL: &str = include_str!("../sql/uninstall.sql");
 

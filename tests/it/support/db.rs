@@ -123,12 +123,7 @@ impl TestDb {
         hasher.update(sql.as_bytes());
         hasher.update([install as u8]);
         if install {
-            for file in [
-                include_str!("../../../sql/0001_side_schema.sql"),
-                include_str!("../../../sql/0002_capture.sql"),
-            ] {
-                hasher.update(file.as_bytes());
-            }
+            hasher.update(ckan_webhooks::install::fingerprint().as_bytes());
         }
         let digest = hasher.finalize();
         let tpl: String = format!(
