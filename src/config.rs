@@ -111,18 +111,28 @@ pub struct RunConfig {
 }
 
 /// Resolves a token secret written as CKAN's config accepts it: `string:VALUE`,
-/// `file:PATH` (the file's content, trailing newline removed) or a bare value.
+/// `file:PATH` (the file's bytes, as CKAN reads them) or a bare value. Values CKAN's ini
+/// resolves itself (`%(SECRET_KEY)s`, `config:beaker.session.secret`) must be resolved
+/// by the admin first; they are refused with a message saying so.
 pub fn parse_token_secret(value: &str) -> Result<Vec<u8>> {
+    if value.contains("%(") {
+        return Err(Error::config(
+            "the token secret is an unexpanded ini reference such as %(SECRET_KEY)s: \
+             pass the value it refers to, e.g. string:<your SECRET_KEY>",
+        ));
+    }
+    if let Some(key) = value.strip_prefix("config:") {
+        return Err(Error::config(format!(
+            "the token secret refers to another setting (config:{key}): pass that \
+             setting's value instead, e.g. string:<value of {key}>"
+        )));
+    }
     let secret = if let Some(rest) = value.strip_prefix("string:") {
         rest.as_bytes().to_vec()
     } else if let Some(path) = value.strip_prefix("file:") {
-        let mut content = std::fs::read(path).map_err(|err| {
+        std::fs::read(path).map_err(|err| {
             Error::config(format!("cannot read token secret file {path:?}: {err}"))
-        })?;
-        while content.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            content.pop();
-        }
-        content
+        })?
     } else {
         value.as_bytes().to_vec()
     };
@@ -156,9 +166,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ckwh-secret-{}", std::process::id()));
         std::fs::write(&dir, "from-file\n").unwrap();
         let value = format!("file:{}", dir.display());
-        assert_eq!(parse_token_secret(&value).unwrap(), b"from-file");
+        // As CKAN reads it: the whole file, newline included.
+        assert_eq!(parse_token_secret(&value).unwrap(), b"from-file\n");
         std::fs::remove_file(&dir).unwrap();
         assert!(parse_token_secret("string:").is_err());
+        assert!(parse_token_secret("string:%(SECRET_KEY)s")
+            .unwrap_err()
+            .to_string()
+            .contains("SECRET_KEY"));
+        assert!(parse_token_secret("config:beaker.session.secret").is_err());
         let err = parse_token_secret("file:/nonexistent/secret").unwrap_err();
         assert!(err.to_string().contains("/nonexistent/secret"));
     }

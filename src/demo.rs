@@ -68,6 +68,9 @@ const STEPS: &[(&str, &str, usize)] = &[
 
 /// Runs the demo; `database_url` None means a throwaway cluster.
 pub async fn run(database_url: Option<String>) -> Result<()> {
+    // Ctrl-C or SIGTERM ends the demo, and the cluster is still stopped and removed:
+    // the handler is installed before the cluster starts.
+    let interrupted = crate::shutdown::on_signals();
     let (cluster, url) = match database_url {
         Some(url) => (None, url),
         None => {
@@ -79,7 +82,14 @@ pub async fn run(database_url: Option<String>) -> Result<()> {
             (Some(cluster), url)
         }
     };
-    let result = run_on(&url).await;
+    let result = if interrupted.is_cancelled() {
+        Err(Error::new(ErrorKind::Io, "interrupted"))
+    } else {
+        tokio::select! {
+            result = run_on(&url) => result,
+            _ = interrupted.cancelled() => Err(Error::new(ErrorKind::Io, "interrupted")),
+        }
+    };
     drop(cluster);
     result
 }
@@ -104,15 +114,15 @@ async fn run_on(url: &str) -> Result<()> {
             "this database already holds the demo dataset 'demo-ds'; use an empty database",
         ));
     }
+    // A CKAN user with an API token, signed with this run's secret.
+    let secret = format!("demo-{:032x}", rand::random::<u128>());
+    let token = demo_user(&client, secret.as_bytes()).await?;
+
     let report = install::install(&mut client).await?;
     println!(
         "installed capture triggers on: {}",
         report.captured_tables.join(", ")
     );
-
-    // A CKAN user with an API token, signed with this run's secret.
-    let secret = format!("demo-{:032x}", rand::random::<u128>());
-    let token = demo_user(&client, secret.as_bytes()).await?;
 
     let (receiver_url, mut arrivals) = start_receiver().await?;
     let shutdown = CancellationToken::new();
@@ -195,19 +205,35 @@ async fn play(
     Ok(())
 }
 
-/// Inserts a sysadmin-less ordinary user and an API token row; returns the token.
+/// Inserts an ordinary user with an API token (returned), and the organization the
+/// demo dataset belongs to; names are random so a real CKAN's rows never clash.
 async fn demo_user(client: &tokio_postgres::Client, secret: &[u8]) -> Result<String> {
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    let user = format!("ckan-webhooks-demo-{suffix}");
+    let token_id = format!("ckan-webhooks-demo-token-{suffix}");
     client
-        .batch_execute(
+        .execute(
             "INSERT INTO \"user\" (id, name, state, sysadmin, created)
-             VALUES ('demo-user', 'demo', 'active', false, now());
-             INSERT INTO \"group\" (id, name, title, type, is_organization, state, created)
-             VALUES ('demo-org', 'demo-org', 'Demo organization', 'organization', true,
-                     'active', now());
-             INSERT INTO api_token (id, name, user_id) VALUES ('demo-token', 'demo', 'demo-user');",
+             VALUES ($1, $1, 'active', false, now())",
+            &[&user],
         )
         .await?;
-    let claims = json!({"jti": "demo-token", "iat": chrono::Utc::now().timestamp()});
+    client
+        .execute(
+            "INSERT INTO \"group\" (id, name, title, type, is_organization, state, created)
+             SELECT 'demo-org', 'ckan-webhooks-demo-org', 'Demo organization', 'organization',
+                    true, 'active', now()
+             WHERE NOT EXISTS (SELECT 1 FROM \"group\" WHERE id = 'demo-org')",
+            &[],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO api_token (id, name, user_id) VALUES ($1, 'demo', $2)",
+            &[&token_id, &user],
+        )
+        .await?;
+    let claims = json!({"jti": token_id, "iat": chrono::Utc::now().timestamp()});
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,

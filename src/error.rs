@@ -71,21 +71,24 @@ impl fmt::Display for Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
-        let message = match err.as_db_error() {
-            Some(db) => format!("database error {}: {}", db.code().code(), db.message()),
-            None => "database error".to_string(),
-        };
-        Self {
-            kind: ErrorKind::Database,
-            message,
-            cause: Some(Box::new(err)),
+        // A server error says everything in its code and message; other errors (connect,
+        // I/O) carry their detail in their causes.
+        match err.as_db_error() {
+            Some(db) => Error::new(
+                ErrorKind::Database,
+                format!("database error {}: {}", db.code().code(), db.message()),
+            ),
+            None => Error::new(ErrorKind::Database, "database error").with_source(err),
         }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for Error {
     fn from(err: deadpool_postgres::PoolError) -> Self {
-        Error::new(ErrorKind::Database, "database pool").with_source(err)
+        match err {
+            deadpool_postgres::PoolError::Backend(err) => Error::from(err),
+            other => Error::new(ErrorKind::Database, format!("database pool: {other}")),
+        }
     }
 }
 

@@ -71,6 +71,8 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallRepor
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
         .await?;
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await?;
 
     let package: Option<String> = tx
         .query_one("SELECT to_regclass('public.package')::text", &[])
@@ -125,6 +127,18 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallRepor
         applied.push(migration.name.to_string());
     }
 
+    let change: Option<String> = tx
+        .query_one("SELECT to_regclass('ckan_webhooks.change')::text", &[])
+        .await?
+        .get(0);
+    if change.is_none() {
+        return Err(Error::new(
+            ErrorKind::Schema,
+            "the ledger says ckan_webhooks is installed but its change log is missing: \
+             `uninstall --drop-data` then `install` recreates it (and drops subscriptions)",
+        ));
+    }
+
     let captured_tables = captured_tables(&tx).await?;
     tx.commit().await?;
     Ok(InstallReport {
@@ -133,17 +147,33 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallRepor
     })
 }
 
+/// What an uninstall removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UninstallReport {
+    /// Whether the side schema was there at all.
+    pub schema_existed: bool,
+    /// Capture triggers dropped.
+    pub triggers: usize,
+}
+
 /// Removes triggers and capture functions; with `drop_data`, the whole side schema.
-pub async fn uninstall(client: &mut tokio_postgres::Client, drop_data: bool) -> Result<()> {
+pub async fn uninstall(
+    client: &mut tokio_postgres::Client,
+    drop_data: bool,
+) -> Result<UninstallReport> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
         .await?;
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await?;
+    let triggers = captured_tables(&tx).await?.len() * 3;
 
     let schema: Option<String> = tx
         .query_one("SELECT to_regnamespace($1)::text", &[&SCHEMA])
         .await?
         .get(0);
-    if schema.is_some() {
+    let schema_existed = schema.is_some();
+    if schema_existed {
         tx.batch_execute(UNINSTALL).await?;
         if drop_data {
             tx.batch_execute(&format!("DROP SCHEMA {SCHEMA} CASCADE"))
@@ -162,7 +192,10 @@ pub async fn uninstall(client: &mut tokio_postgres::Client, drop_data: bool) -> 
         }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(UninstallReport {
+        schema_existed,
+        triggers,
+    })
 }
 
 /// CKAN tables that carry all three of our capture triggers.

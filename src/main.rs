@@ -24,7 +24,7 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
         /// Also drop the ckan_webhooks schema with its subscriptions and delivery records.
-        #[arg(long, env = "CKAN_WEBHOOKS_DROP_DATA")]
+        #[arg(long)]
         drop_data: bool,
     },
     /// Run the service: action API, change watcher and deliverer.
@@ -32,7 +32,7 @@ enum Command {
     /// Show webhooks end to end on a throwaway PostgreSQL (or on --database-url).
     Demo {
         /// A database to use instead of a throwaway cluster.
-        #[arg(long, env = "CKAN_WEBHOOKS_DATABASE_URL")]
+        #[arg(long, env = "CKAN_WEBHOOKS_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
 }
@@ -40,7 +40,7 @@ enum Command {
 #[derive(Args)]
 struct DatabaseArgs {
     /// The CKAN database, e.g. postgres://ckan@127.0.0.1/ckan.
-    #[arg(long, env = "CKAN_WEBHOOKS_DATABASE_URL")]
+    #[arg(long, env = "CKAN_WEBHOOKS_DATABASE_URL", hide_env_values = true)]
     database_url: String,
 }
 
@@ -129,6 +129,7 @@ fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -164,11 +165,17 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             drop_data,
         } => {
             let mut client = connect(&database.database_url).await?;
-            install::uninstall(&mut client, drop_data).await?;
-            if drop_data {
-                println!("removed capture triggers and the ckan_webhooks schema");
-            } else {
-                println!("removed capture triggers; the ckan_webhooks schema and its data stay");
+            let removed = install::uninstall(&mut client, drop_data).await?;
+            match (removed.schema_existed, drop_data) {
+                (false, _) => println!("nothing to remove: ckan_webhooks is not installed"),
+                (true, true) => println!(
+                    "removed {} capture triggers and the ckan_webhooks schema",
+                    removed.triggers
+                ),
+                (true, false) => println!(
+                    "removed {} capture triggers; the ckan_webhooks schema and its data stay",
+                    removed.triggers
+                ),
             }
         }
         Command::Run(args) => {

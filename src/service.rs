@@ -4,7 +4,7 @@
 use crate::api::{self, ApiState};
 use crate::config::RunConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::{deliver, store, watch};
+use crate::{deliver, install, store, watch};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -41,17 +41,18 @@ impl Service {
 /// Checks the side schema is installed, binds the API and starts every task.
 pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Service> {
     let pool = store::pool(&config.database_url, config.pool_size)?;
-    let client = pool.get().await?;
-    let installed: Option<String> = client
-        .query_one("SELECT to_regclass('ckan_webhooks.migration')::text", &[])
-        .await?
-        .get(0);
-    if installed.is_none() {
-        return Err(Error::new(
-            ErrorKind::Schema,
-            "the side schema ckan_webhooks is not installed: run `ckan-webhooks install` first",
-        ));
-    }
+    let client = pool.get().await.map_err(|err| {
+        let target = config
+            .database_url
+            .parse()
+            .map(|c| store::describe(&c))
+            .unwrap_or_default();
+        Error::new(
+            ErrorKind::Database,
+            format!("cannot connect to {target}: {}", Error::from(err)),
+        )
+    })?;
+    check_installed(&client).await?;
     drop(client);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -97,6 +98,40 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
         )),
     ];
     Ok(Service { addr, tasks })
+}
+
+/// Refuses to start without the side schema; warns when nothing is being captured.
+async fn check_installed(client: &tokio_postgres::Client) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('ckan_webhooks.migration')::text,
+                    to_regclass('ckan_webhooks.change')::text",
+            &[],
+        )
+        .await?;
+    let (ledger, change): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+    if ledger.is_none() {
+        return Err(Error::new(
+            ErrorKind::Schema,
+            "the side schema ckan_webhooks is not installed: run `ckan-webhooks install` first",
+        ));
+    }
+    if change.is_none() {
+        return Err(Error::new(
+            ErrorKind::Schema,
+            "the change log ckan_webhooks.change is missing: the side schema was damaged; \
+             `ckan-webhooks uninstall --drop-data` then `install` recreates it (and drops \
+             subscriptions)",
+        ));
+    }
+    let captured = install::captured_tables(client).await?;
+    if !captured.iter().any(|t| t == "package") {
+        tracing::warn!(
+            "no capture triggers on public.package: no changes will be captured until \
+             `ckan-webhooks install` is run"
+        );
+    }
+    Ok(())
 }
 
 /// Runs the service until `shutdown` is cancelled.

@@ -13,7 +13,19 @@ use tokio_postgres::NoTls;
 
 /// Opens one connection outside the pool (LISTEN, install), driving it on a task.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let config: tokio_postgres::Config = url.parse().map_err(|err| {
+        Error::config(format!(
+            "invalid database URL {:?}: {err}",
+            redact_password(url)
+        ))
+    })?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|err| {
+        Error::new(
+            ErrorKind::Database,
+            format!("cannot connect to {}", describe(&config)),
+        )
+        .with_source(err)
+    })?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::debug!(error = %err, "database connection closed");
@@ -53,18 +65,45 @@ pub fn pool_with_options(url: &str, size: usize, options: Option<&str>) -> Resul
         .map_err(|err| Error::new(ErrorKind::Database, "database pool").with_source(err))
 }
 
-/// The URL with any password replaced by `***`, for error messages.
+/// Where a connection goes, for messages: `host:port/database`, never credentials.
+pub fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
+}
+
+/// The URL or key=value string with any password replaced by `***`, for messages.
 pub fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    let mut out = url.to_string();
+
+    // postgres://user:password@host
+    if let Some((scheme, rest)) = out.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                out = format!("{scheme}://{user}:***@{host}");
+            }
+        }
     }
+
+    // ?password=... and password=... (key=value form), up to '&' or whitespace.
+    let mut redacted = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.to_ascii_lowercase().find("password=") {
+        let value_start = at + "password=".len();
+        redacted.push_str(&rest[..value_start]);
+        redacted.push_str("***");
+        let tail = &rest[value_start..];
+        let end = tail
+            .find(|c: char| c == '&' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    redacted.push_str(rest);
+    redacted
 }
 
 #[cfg(test)]
@@ -74,6 +113,14 @@ mod tests {
         assert_eq!(
             super::redact_password("postgres://u:secret@h/db"),
             "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            super::redact_password("postgres://u@h:9/db?password=Pw0&sslmode=x"),
+            "postgres://u@h:9/db?password=***&sslmode=x"
+        );
+        assert_eq!(
+            super::redact_password("host=h port=9 PASSWORD=Pw0 dbname=d"),
+            "host=h port=9 PASSWORD=*** dbname=d"
         );
         assert_eq!(
             super::redact_password("postgres://u@h/db"),

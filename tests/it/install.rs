@@ -53,7 +53,9 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
     assert_eq!(captured_rows(&client).await, 2);
 
     // Uninstall removes triggers and functions but keeps data; writes still work.
-    install::uninstall(&mut client, false).await.unwrap();
+    let removed = install::uninstall(&mut client, false).await.unwrap();
+    assert!(removed.schema_existed);
+    assert_eq!(removed.triggers, 3 * expected_tables.len());
     assert_eq!(triggers(&client).await, 0);
     client
         .batch_execute("UPDATE package SET title = 'U' WHERE id = 'x1'")
@@ -82,6 +84,9 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
 
     // --drop-data removes the schema; CKAN's tables are untouched.
     install::uninstall(&mut client, true).await.unwrap();
+    let again = install::uninstall(&mut client, true).await.unwrap();
+    assert!(!again.schema_existed, "a second uninstall finds nothing");
+    assert_eq!(again.triggers, 0);
     let schema_left: Option<String> = client
         .query_one("SELECT to_regnamespace('ckan_webhooks')::text", &[])
         .await
