@@ -107,6 +107,14 @@ fn topics(events: &[(String, String, Value)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Runs a CKAN action as `user` with no extra context; panics on failure.
+async fn act(ckan: &mut Ckan, action: &str, user: &str, data: Value) -> Value {
+    let what = format!("{action} as {user}");
+    ckan.call(action, user, data, Value::Null)
+        .await
+        .unwrap_or_else(|err| panic!("{what}: {err}"))
+}
+
 fn rid(dataset: &Value, n: usize) -> String {
     dataset["resources"][n]["id"].as_str().unwrap().to_string()
 }
@@ -157,20 +165,17 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
         last_seq: 0,
         received: 0,
     };
-    let none = json!(null);
 
     // package_create with resources.
-    let public = ckan
-        .call(
-            "package_create",
-            "lab_editor",
-            json!({"name": "rc-public", "owner_org": "lab-org", "tags": [{"name": "air"}],
+    let public = act(
+        &mut ckan,
+        "package_create",
+        "lab_editor",
+        json!({"name": "rc-public", "owner_org": "lab-org", "tags": [{"name": "air"}],
                    "resources": [{"name": "a", "url": "http://x/a.csv", "format": "CSV"},
                                  {"name": "b", "url": "http://x/b.csv", "format": "CSV"}]}),
-            none.clone(),
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let p = public["id"].as_str().unwrap().to_string();
     let (ra, rb) = (rid(&public, 0), rid(&public, 1));
     let events = watch.step("package_create").await;
@@ -195,25 +200,22 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
         .unwrap();
     let d = draft["id"].as_str().unwrap().to_string();
     assert!(watch.step("draft package_create").await.is_empty());
-    let dr = ckan
-        .call(
-            "resource_create",
-            "lab_editor",
-            json!({"package_id": d, "name": "d1", "url": "http://x/d1.csv"}),
-            none.clone(),
-        )
-        .await
-        .unwrap();
+    let dr = act(
+        &mut ckan,
+        "resource_create",
+        "lab_editor",
+        json!({"package_id": d, "name": "d1", "url": "http://x/d1.csv"}),
+    )
+    .await;
     let dr = dr["id"].as_str().unwrap().to_string();
     assert!(watch.step("resource_create on a draft").await.is_empty());
-    ckan.call(
+    act(
+        &mut ckan,
         "package_patch",
         "lab_editor",
         json!({"id": d, "state": "active"}),
-        none.clone(),
     )
-    .await
-    .unwrap();
+    .await;
     let events = watch.step("draft made active").await;
     assert_eq!(
         topics(&events),
@@ -221,27 +223,25 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
     );
 
     // package_patch of tags only.
-    ckan.call(
+    act(
+        &mut ckan,
         "package_patch",
         "lab_editor",
         json!({"id": p, "tags": [{"name": "air"}, {"name": "water"}]}),
-        none.clone(),
     )
-    .await
-    .unwrap();
+    .await;
     let events = watch.step("package_patch tags").await;
     assert_eq!(topics(&events), vec![("dataset/update", p.as_str())]);
     assert_eq!(events[0].2, json!(["tags"]));
 
     // resource_update.
-    ckan.call(
+    act(
+        &mut ckan,
         "resource_update",
         "lab_editor",
         json!({"id": ra, "url": "http://x/a2.csv", "description": "new", "name": "a"}),
-        none.clone(),
     )
-    .await
-    .unwrap();
+    .await;
     let events = watch.step("resource_update").await;
     assert_eq!(
         topics(&events),
@@ -252,14 +252,13 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
     assert_eq!(events[1].2, json!(["resources"]));
 
     // resource_delete.
-    ckan.call(
+    act(
+        &mut ckan,
         "resource_delete",
         "lab_editor",
         json!({"id": rb}),
-        none.clone(),
     )
-    .await
-    .unwrap();
+    .await;
     let events = watch.step("resource_delete").await;
     assert_eq!(
         topics(&events),
@@ -267,25 +266,11 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
     );
 
     // A no-op package_patch: no webhook.
-    ckan.call(
-        "package_patch",
-        "lab_editor",
-        json!({"id": p}),
-        none.clone(),
-    )
-    .await
-    .unwrap();
+    act(&mut ckan, "package_patch", "lab_editor", json!({"id": p})).await;
     assert!(watch.step("no-op package_patch").await.is_empty());
 
     // package_delete: the remaining resource, then the dataset.
-    ckan.call(
-        "package_delete",
-        "lab_editor",
-        json!({"id": p}),
-        none.clone(),
-    )
-    .await
-    .unwrap();
+    act(&mut ckan, "package_delete", "lab_editor", json!({"id": p})).await;
     let events = watch.step("package_delete").await;
     assert_eq!(
         topics(&events),
@@ -293,26 +278,12 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
     );
 
     // dataset_purge of the deleted dataset: nothing more; of an active one: deletes.
-    ckan.call(
-        "dataset_purge",
-        "lab_sysadmin",
-        json!({"id": p}),
-        none.clone(),
-    )
-    .await
-    .unwrap();
+    act(&mut ckan, "dataset_purge", "lab_sysadmin", json!({"id": p})).await;
     assert!(watch
         .step("dataset_purge of a deleted dataset")
         .await
         .is_empty());
-    ckan.call(
-        "dataset_purge",
-        "lab_sysadmin",
-        json!({"id": d}),
-        none.clone(),
-    )
-    .await
-    .unwrap();
+    act(&mut ckan, "dataset_purge", "lab_sysadmin", json!({"id": d})).await;
     let events = watch.step("dataset_purge of an active dataset").await;
     assert_eq!(
         topics(&events),
@@ -320,24 +291,21 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
     );
 
     // A dataset that reuses a deleted one's name.
-    let first = ckan
-        .call(
-            "package_create",
-            "lab_editor",
-            json!({"name": "rc-reuse", "owner_org": "lab-org"}),
-            none.clone(),
-        )
-        .await
-        .unwrap();
+    let first = act(
+        &mut ckan,
+        "package_create",
+        "lab_editor",
+        json!({"name": "rc-reuse", "owner_org": "lab-org"}),
+    )
+    .await;
     let first = first["id"].as_str().unwrap().to_string();
-    ckan.call(
+    act(
+        &mut ckan,
         "package_delete",
         "lab_editor",
         json!({"id": first}),
-        none.clone(),
     )
-    .await
-    .unwrap();
+    .await;
     let events = watch.step("create then delete rc-reuse").await;
     assert_eq!(
         topics(&events),
@@ -346,30 +314,27 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
             ("dataset/delete", &first)
         ]
     );
-    let second = ckan
-        .call(
-            "package_create",
-            "lab_editor",
-            json!({"name": "rc-reuse", "owner_org": "lab-org"}),
-            none.clone(),
-        )
-        .await
-        .unwrap();
+    let second = act(
+        &mut ckan,
+        "package_create",
+        "lab_editor",
+        json!({"name": "rc-reuse", "owner_org": "lab-org"}),
+    )
+    .await;
     let second = second["id"].as_str().unwrap().to_string();
     assert_ne!(first, second);
     let events = watch.step("package_create reusing the name").await;
     assert_eq!(topics(&events), vec![("dataset/create", second.as_str())]);
 
     // A private dataset: nothing, for now, to anyone.
-    ckan.call(
+    act(
+        &mut ckan,
         "package_create",
         "lab_editor",
         json!({"name": "rc-private", "owner_org": "lab-org", "private": true,
                "resources": [{"name": "p", "url": "http://x/p.csv"}]}),
-        none.clone(),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(watch.step("private package_create").await.is_empty());
 
     service.stop().await;
