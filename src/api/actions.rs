@@ -1,13 +1,16 @@
 //! The webhook actions: `webhook_create`, `webhook_show`, `webhook_delete` and
-//! `webhook_list`. A webhook belongs to the user who created it; another user's hook is
-//! answered exactly like one that does not exist, unless the caller is a sysadmin.
+//! `webhook_list` here, `webhook_update` in [`super::update`], `webhook_deliveries` in
+//! [`super::deliveries`] and `webhook_redeliver` in [`super::redeliver`]. A webhook
+//! belongs to the user who created it; another user's hook is answered exactly like one
+//! that does not exist, unless the caller is a sysadmin.
 
 use super::envelope::ApiError;
 use super::request::Params;
-use super::{validate, ApiState};
+use super::{deliveries, redeliver, update, validate, ApiState};
 use crate::sign;
 use crate::store::subscriptions::{self, NewSubscription, Subscription};
 use crate::store::users::CkanUser;
+use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde_json::{json, Value};
 
@@ -22,7 +25,24 @@ pub enum Action {
     Delete,
     /// Lists the caller's webhooks (every webhook, for sysadmins).
     List,
+    /// Changes a webhook: address, topic, filters, secret, rate, re-enabling.
+    Update,
+    /// Lists a webhook's deliveries with their attempts.
+    Deliveries,
+    /// Queues chosen deliveries again under their ids.
+    Redeliver,
 }
+
+/// Every action, for tests and listings.
+pub const ACTIONS: &[Action] = &[
+    Action::Create,
+    Action::Show,
+    Action::Delete,
+    Action::List,
+    Action::Update,
+    Action::Deliveries,
+    Action::Redeliver,
+];
 
 impl Action {
     /// The action called `name` in the URL, if it is one of ours.
@@ -32,6 +52,9 @@ impl Action {
             "webhook_show" => Some(Action::Show),
             "webhook_delete" => Some(Action::Delete),
             "webhook_list" => Some(Action::List),
+            "webhook_update" => Some(Action::Update),
+            "webhook_deliveries" => Some(Action::Deliveries),
+            "webhook_redeliver" => Some(Action::Redeliver),
             _ => None,
         }
     }
@@ -43,13 +66,16 @@ impl Action {
             Action::Show => "webhook_show",
             Action::Delete => "webhook_delete",
             Action::List => "webhook_list",
+            Action::Update => "webhook_update",
+            Action::Deliveries => "webhook_deliveries",
+            Action::Redeliver => "webhook_redeliver",
         }
     }
 
     /// Whether the action changes nothing, and so may be called with GET (CKAN's
     /// `side_effect_free`).
     pub fn side_effect_free(self) -> bool {
-        matches!(self, Action::Show | Action::List)
+        matches!(self, Action::Show | Action::List | Action::Deliveries)
     }
 }
 
@@ -66,6 +92,9 @@ pub async fn run(
         Action::Show => show(client, caller, params).await,
         Action::Delete => delete(client, caller, params).await,
         Action::List => list(client, caller, params).await,
+        Action::Update => update::run(state, client, caller, params).await,
+        Action::Deliveries => deliveries::run(client, caller, params).await,
+        Action::Redeliver => redeliver::run(client, caller, params).await,
     }
 }
 
@@ -76,7 +105,18 @@ pub fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A webhook as the API shows it. The secret is only for its owner and sysadmins.
+/// A time as CKAN writes timestamps: naive UTC ISO 8601 with microseconds.
+pub fn ckan_time(time: &DateTime<Utc>) -> String {
+    time.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+/// An optional time as CKAN writes it, or null.
+pub fn ckan_time_or_null(time: Option<&DateTime<Utc>>) -> Value {
+    time.map_or(Value::Null, |time| json!(ckan_time(time)))
+}
+
+/// A webhook as the API shows it. The secret is only for its owner and sysadmins; the
+/// secret before a rotation is never shown, only until when it still signs.
 pub fn hook_dict(hook: &Subscription, caller: &CkanUser) -> Value {
     let mut dict = json!({
         "id": hook.id,
@@ -85,8 +125,12 @@ pub fn hook_dict(hook: &Subscription, caller: &CkanUser) -> Value {
         "filters": hook.filters,
         "state": hook.state,
         "user_id": hook.owner_id,
-        // CKAN writes timestamps as naive UTC ISO 8601 with microseconds.
-        "created": hook.created_at.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+        "created": ckan_time(&hook.created_at),
+        "rate_per_second": hook.rate_per_second,
+        "previous_secret_until": ckan_time_or_null(hook.previous_secret_until.as_ref()),
+        "failing_since": ckan_time_or_null(hook.failing_since.as_ref()),
+        "disabled_at": ckan_time_or_null(hook.disabled_at.as_ref()),
+        "disabled_reason": hook.disabled_reason,
     });
     if caller.sysadmin || caller.id == hook.owner_id {
         dict["secret"] = json!(hook.secret);
@@ -113,6 +157,7 @@ async fn create(
         &checked.topic,
         &checked.address,
         &checked.filters,
+        None,
     )
     .await?;
     if let Some(id) = existing {
@@ -144,7 +189,7 @@ async fn create(
 }
 
 /// The webhook `id` if the caller may see it; otherwise NotFound, whether it exists or not.
-async fn visible_hook(
+pub async fn visible_hook(
     client: &deadpool_postgres::Object,
     caller: &CkanUser,
     id: &str,
@@ -227,8 +272,8 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for action in [Action::Create, Action::Show, Action::Delete, Action::List] {
-            assert_eq!(Action::from_name(action.name()), Some(action));
+        for action in ACTIONS {
+            assert_eq!(Action::from_name(action.name()), Some(*action));
         }
         assert_eq!(Action::from_name("package_show"), None);
     }

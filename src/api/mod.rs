@@ -5,14 +5,20 @@
 //! - [`envelope`]: CKAN's success and error bodies and their status codes.
 //! - [`request`]: reading parameters from JSON, form and query strings.
 //! - [`auth`]: tokens, users and the operator's `minimum_auth`.
-//! - [`validate`]: parameter checks, with errors keyed by field.
-//! - [`actions`]: what each action does.
+//! - [`validate`]: parameter checks, with errors keyed by field; [`fields`]: typed
+//!   optional parameters (numbers, booleans, times).
+//! - [`actions`]: what each action does: create, show, list and delete there,
+//!   [`update`], [`deliveries`] and [`redeliver`] in their own files.
 
 pub mod actions;
 pub mod auth;
+pub mod deliveries;
 pub mod envelope;
+pub mod fields;
 pub mod metrics;
+pub mod redeliver;
 pub mod request;
+pub mod update;
 pub mod validate;
 
 use crate::config::MinimumAuth;

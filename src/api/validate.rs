@@ -49,23 +49,36 @@ pub struct CreateParams {
 
 /// Errors gathered field by field, turned into one `ValidationError` at the end.
 #[derive(Default)]
-struct Errors(BTreeMap<String, Vec<String>>);
+pub struct Errors(BTreeMap<String, Vec<String>>);
 
 impl Errors {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
+    /// Records one problem with `field`.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
         self.0
             .entry(field.to_string())
             .or_default()
             .push(message.into());
     }
 
-    fn unknown_keys(&mut self, params: &Params, known: &[&str], action: &str) {
+    /// Records every parameter that `action` does not take.
+    pub fn unknown_keys(&mut self, params: &Params, known: &[&str], action: &str) {
         for key in params.keys().filter(|key| !known.contains(&key.as_str())) {
             self.add(key, format!("{action} does not take this field"));
         }
     }
 
-    fn finish<T>(self, value: T) -> Result<T, ApiError> {
+    /// True when nothing has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The fields with problems, in order.
+    pub fn fields(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
+
+    /// The checked `value`, or every recorded problem as one `ValidationError`.
+    pub fn finish<T>(self, value: T) -> Result<T, ApiError> {
         if self.0.is_empty() {
             Ok(value)
         } else {
@@ -76,7 +89,7 @@ impl Errors {
 
 /// A required string field; empty or absent is "Missing value", like CKAN's
 /// `not_empty`.
-fn required_string(params: &Params, field: &str, errors: &mut Errors) -> Option<String> {
+pub fn required_string(params: &Params, field: &str, errors: &mut Errors) -> Option<String> {
     match params.get(field) {
         None | Some(Value::Null) => errors.add(field, MISSING),
         Some(Value::String(text)) if text.trim().is_empty() => errors.add(field, MISSING),
@@ -88,12 +101,12 @@ fn required_string(params: &Params, field: &str, errors: &mut Errors) -> Option<
 
 /// True when `text` holds a control character (NUL, newline, escape…), which no topic,
 /// secret or CKAN name needs and PostgreSQL cannot always store.
-fn has_control(text: &str) -> bool {
+pub fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
 /// At most the first 100 characters of a caller's text, for an error message.
-fn shortened(text: &str) -> String {
+pub fn shortened(text: &str) -> String {
     match text.char_indices().nth(100) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),
@@ -110,33 +123,51 @@ pub fn create(params: &Params, allow_private: bool) -> Result<CreateParams, ApiE
         "webhook_create",
     );
 
-    // The topic must be one CKAN emits or one of the wildcards.
-    let topic = required_string(params, "topic", &mut errors);
-    if let Some(topic) = &topic {
-        if !TOPICS.contains(&topic.as_str()) {
-            errors.add(
-                "topic",
-                format!(
-                    "Unknown topic {:?}; expected one of {}",
-                    shortened(topic),
-                    TOPICS.join(", ")
-                ),
-            );
-        }
-    }
-
-    // The address must be http(s), and public unless the operator allows otherwise.
-    let address = required_string(params, "address", &mut errors);
-    if let Some(address) = &address {
-        if let Err(err) = check_address(address, allow_private) {
-            errors.add("address", err.to_string());
-        }
-    }
-
+    let topic = topic(params, &mut errors);
+    let address = address(params, allow_private, &mut errors);
     let filters = filters(params.get("filters"), &mut errors);
+    let secret = secret(params, &mut errors);
 
-    // A chosen secret must be long enough to be worth signing with, and printable.
-    let secret = match params.get("secret") {
+    let checked = CreateParams {
+        topic: topic.unwrap_or_default(),
+        address: address.unwrap_or_default(),
+        filters,
+        secret,
+    };
+    errors.finish(checked)
+}
+
+/// The required `topic`: one CKAN emits, or one of the wildcards.
+pub fn topic(params: &Params, errors: &mut Errors) -> Option<String> {
+    let topic = required_string(params, "topic", errors)?;
+    if !TOPICS.contains(&topic.as_str()) {
+        errors.add(
+            "topic",
+            format!(
+                "Unknown topic {:?}; expected one of {}",
+                shortened(&topic),
+                TOPICS.join(", ")
+            ),
+        );
+        return None;
+    }
+    Some(topic)
+}
+
+/// The required `address`: http(s), and public unless the operator allows otherwise.
+pub fn address(params: &Params, allow_private: bool, errors: &mut Errors) -> Option<String> {
+    let address = required_string(params, "address", errors)?;
+    if let Err(err) = check_address(&address, allow_private) {
+        errors.add("address", err.to_string());
+        return None;
+    }
+    Some(address)
+}
+
+/// The optional `secret` a caller chooses: long enough to be worth signing with, and
+/// printable.
+pub fn secret(params: &Params, errors: &mut Errors) -> Option<String> {
+    match params.get("secret") {
         None | Some(Value::Null) => None,
         Some(Value::String(secret)) => {
             let chars = secret.chars().count();
@@ -159,20 +190,12 @@ pub fn create(params: &Params, allow_private: bool) -> Result<CreateParams, ApiE
             errors.add("secret", "Must be a string");
             None
         }
-    };
-
-    let checked = CreateParams {
-        topic: topic.unwrap_or_default(),
-        address: address.unwrap_or_default(),
-        filters,
-        secret,
-    };
-    errors.finish(checked)
+    }
 }
 
 /// Checks the `filters` object. A string is accepted when it holds a JSON object, since
 /// form-encoded posts cannot nest.
-fn filters(value: Option<&Value>, errors: &mut Errors) -> Value {
+pub fn filters(value: Option<&Value>, errors: &mut Errors) -> Value {
     let parsed;
     let object: &Map<String, Value> = match value {
         None | Some(Value::Null) => return Value::Object(Map::new()),

@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod deliveries;
+pub mod history;
 pub mod metrics;
 pub mod subscriptions;
 pub mod users;

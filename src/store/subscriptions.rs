@@ -25,6 +25,37 @@ pub struct Subscription {
     pub state: String,
     /// When the webhook was created.
     pub created_at: DateTime<Utc>,
+    /// Until when the secret before the last rotation still signs; the secret itself
+    /// never leaves the store through the API.
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    /// Requests per second to the destination; None means the service default.
+    pub rate_per_second: Option<i32>,
+    /// Since when every attempt has failed; None after a success.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// When the service disabled the webhook, if it did.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Why it was disabled (410 Gone, failing too long).
+    pub disabled_reason: Option<String>,
+}
+
+/// What `webhook_update` changes; None leaves a column as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionChange {
+    /// A new topic.
+    pub topic: Option<String>,
+    /// A new receiver URL.
+    pub address: Option<String>,
+    /// New filters, replacing the old ones as a whole.
+    pub filters: Option<serde_json::Value>,
+    /// A new signing secret; the current one becomes the previous secret.
+    pub secret: Option<String>,
+    /// How long the previous secret keeps signing after a rotation, in hours; zero
+    /// forgets it at once.
+    pub overlap_hours: i64,
+    /// Some(None) clears the per-webhook rate, Some(Some(n)) sets it.
+    pub rate_per_second: Option<Option<i32>>,
+    /// Re-enables a disabled webhook and forgets why it was disabled.
+    pub reenable: bool,
 }
 
 /// What a caller supplies to create a webhook; the database fills in the rest.
@@ -44,7 +75,8 @@ pub struct NewSubscription<'a> {
     pub secret: &'a str,
 }
 
-const COLUMNS: &str = "id, owner_id, topic, address, filters, secret, state, created_at";
+const COLUMNS: &str = "id, owner_id, topic, address, filters, secret, state, created_at, \
+     previous_secret_until, rate_per_second, failing_since, disabled_at, disabled_reason";
 
 fn from_row(row: &tokio_postgres::Row) -> Subscription {
     Subscription {
@@ -56,6 +88,11 @@ fn from_row(row: &tokio_postgres::Row) -> Subscription {
         secret: row.get("secret"),
         state: row.get("state"),
         created_at: row.get("created_at"),
+        previous_secret_until: row.get("previous_secret_until"),
+        rate_per_second: row.get("rate_per_second"),
+        failing_since: row.get("failing_since"),
+        disabled_at: row.get("disabled_at"),
+        disabled_reason: row.get("disabled_reason"),
     }
 }
 
@@ -73,20 +110,22 @@ pub async fn lock_owner<C: GenericClient>(client: &C, owner_id: &str) -> Result<
 }
 
 /// The id of the owner's not-deleted webhook with the same topic, address and filters.
+/// `except` leaves one webhook out (the one being updated).
 pub async fn find_identical<C: GenericClient>(
     client: &C,
     owner_id: &str,
     topic: &str,
     address: &str,
     filters: &serde_json::Value,
+    except: Option<&str>,
 ) -> Result<Option<String>> {
     let row = client
         .query_opt(
             "SELECT id FROM ckan_webhooks.subscription \
              WHERE owner_id = $1 AND topic = $2 AND address = $3 AND filters = $4 \
-               AND state <> 'deleted' \
+               AND state <> 'deleted' AND id IS DISTINCT FROM $5 \
              ORDER BY created_at LIMIT 1",
-            &[&owner_id, &topic, &address, filters],
+            &[&owner_id, &topic, &address, filters, &except],
         )
         .await?;
     Ok(row.map(|row| row.get(0)))
@@ -142,6 +181,62 @@ pub async fn list_live<C: GenericClient>(client: &C) -> Result<Vec<Subscription>
     );
     let rows = client.query(&sql, &[]).await?;
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// Applies `change` to a webhook that is not deleted and answers it as it now is; None
+/// when it is deleted or unknown. One statement, so a concurrent delete either wins
+/// outright or comes after.
+///
+/// Every `SET` expression reads the row as it was, so the rotated-out `secret` is the
+/// old one. Re-enabling touches only a disabled webhook: an active one's
+/// `failing_since` belongs to the delivery worker.
+pub async fn update<C: GenericClient>(
+    client: &C,
+    id: &str,
+    change: &SubscriptionChange,
+) -> Result<Option<Subscription>> {
+    let overlap_hours = change.overlap_hours as f64;
+    let set_rate = change.rate_per_second.is_some();
+    let rate = change.rate_per_second.flatten();
+    let sql = format!(
+        "UPDATE ckan_webhooks.subscription SET
+             topic = coalesce($2, topic),
+             address = coalesce($3, address),
+             filters = coalesce($4, filters),
+             previous_secret = CASE WHEN $5::text IS NULL THEN previous_secret
+                                    WHEN $6::float8 > 0 THEN secret END,
+             previous_secret_until = CASE WHEN $5::text IS NULL THEN previous_secret_until
+                                          WHEN $6::float8 > 0
+                                          THEN now() + $6::float8 * interval '1 hour' END,
+             secret = coalesce($5, secret),
+             rate_per_second = CASE WHEN $7 THEN $8 ELSE rate_per_second END,
+             failing_since = CASE WHEN $9 AND state = 'disabled' THEN NULL
+                                  ELSE failing_since END,
+             disabled_at = CASE WHEN $9 AND state = 'disabled' THEN NULL ELSE disabled_at END,
+             disabled_reason = CASE WHEN $9 AND state = 'disabled' THEN NULL
+                                    ELSE disabled_reason END,
+             state = CASE WHEN $9 AND state = 'disabled' THEN 'active' ELSE state END,
+             updated_at = now()
+         WHERE id = $1 AND state <> 'deleted'
+         RETURNING {COLUMNS}"
+    );
+    let row = client
+        .query_opt(
+            &sql,
+            &[
+                &id,
+                &change.topic,
+                &change.address,
+                &change.filters,
+                &change.secret,
+                &overlap_hours,
+                &set_rate,
+                &rate,
+                &change.reenable,
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
 }
 
 /// Marks a webhook deleted, keeping the row for its delivery records. False when it

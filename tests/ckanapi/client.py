@@ -41,6 +41,27 @@ def main(base_url, owner_token, other_token):
     listed = owner.call_action("webhook_list")
     assert [hook["id"] for hook in listed] == [hook_id], listed
 
+    # Update answers the hook as show does; a rotation shows the new secret and when
+    # the old one stops signing, never the old one itself.
+    updated = owner.action.webhook_update(id=hook_id, topic="dataset/*", rotate_secret=True,
+                                          overlap_hours=2, rate_per_second=5)
+    assert updated["topic"] == "dataset/*" and updated["rate_per_second"] == 5, updated
+    assert updated["secret"].startswith("whsec_") and updated["secret"] != shown["secret"], updated
+    assert updated["previous_secret_until"] and "previous_secret" not in updated, updated
+    assert owner.action.webhook_show(id=hook_id) == updated
+    err = expect(ckanapi.ValidationError, owner.action.webhook_update, id=hook_id, state="deleted")
+    assert set(err.error_dict) == {"__type", "state"}, err.error_dict
+    expect(ckanapi.NotFound, other.action.webhook_update, id=hook_id, rotate_secret=True)
+
+    # No deliveries yet: an empty first and last page.
+    page = owner.action.webhook_deliveries(id=hook_id, limit=10)
+    assert page == {"results": [], "next_cursor": None}, page
+    err = expect(ckanapi.ValidationError, owner.action.webhook_deliveries, id=hook_id, limit=501)
+    assert "limit" in err.error_dict, err.error_dict
+    expect(ckanapi.NotFound, other.action.webhook_deliveries, id=hook_id)
+    expect(ckanapi.NotFound, other.action.webhook_redeliver, id=hook_id, dataset="any")
+    assert owner.action.webhook_redeliver(id=hook_id, dataset="any") == 0
+
     # Errors come back as ckanapi's own exceptions.
     err = expect(ckanapi.ValidationError, owner.action.webhook_create, address=address)
     assert err.error_dict["topic"] == ["Missing value"], err.error_dict

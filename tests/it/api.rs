@@ -4,12 +4,15 @@
 
 mod auth;
 mod ckanapi_client;
+mod deliveries;
 mod hostile_addresses;
 mod hostile_bodies;
 mod hostile_requests;
 mod hostile_tokens;
+mod redeliver;
 mod requests;
 mod shutdown;
+mod update;
 
 use crate::support::api::{ApiServer, Options, SITE_URL};
 use crate::support::ckan_users;
