@@ -18,6 +18,8 @@ pub async fn try_derive_lock(client: &impl GenericClient) -> Result<bool> {
     Ok(row.get(0))
 }
 
+// TODO: a transaction is read whole, so one CKAN statement updating 100 000 resources
+// holds all their images in memory at once; issue 6 asks for paged reads and flat memory.
 /// Up to `limit` committed transactions waiting in the change log, oldest first.
 /// Transactions are ordered by their last change id: when two transactions write the
 /// same row, the row lock makes the second wait, so its change for that row, and thus
