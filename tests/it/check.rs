@@ -252,3 +252,127 @@ async fn binary_exit_codes() {
         assert_eq!(stdout.lines().last(), Some(last), "{stdout}");
     }
 }
+
+/// A PgBouncer of this test's own on 127.0.0.1, in front of the test server; stopped
+/// (by its process handle) when dropped.
+struct Bouncer {
+    child: std::process::Child,
+    _dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Bouncer {
+    /// None when `pgbouncer` is not installed (Debian's package `pgbouncer`).
+    fn start(server: &tokio_postgres::Config, pool_mode: &str) -> Option<Bouncer> {
+        let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let host = match server.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => return None,
+        };
+        let server_port = server.get_ports().first().copied().unwrap_or(5432);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("ckwh-bouncer-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            dir.join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host={host} port={server_port}\n\n[pgbouncer]\n\
+                 listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {users}\npool_mode = {pool_mode}\n\
+                 default_pool_size = 4\nadmin_users = postgres\n\
+                 ignore_startup_parameters = extra_float_digits,options\n",
+                users = dir.join("users.txt").display()
+            ),
+        )
+        .unwrap();
+        // PgBouncer refuses to run as root; it drops to the postgres user when asked.
+        let mut command = std::process::Command::new(binary);
+        let is_root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0\n"))
+            .unwrap_or(false);
+        if is_root {
+            let _ = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&dir)
+                .status();
+            command.args(["-u", "postgres"]);
+        }
+        let child = command
+            .arg(dir.join("pgbouncer.ini"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let bouncer = Bouncer {
+            child,
+            _dir: dir,
+            port,
+        };
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(bouncer);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("pgbouncer did not start listening on 127.0.0.1:{port}");
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+/// Through PgBouncer in transaction mode LISTEN is accepted and nothing arrives: a
+/// problem naming PgBouncer. In session mode the round trip works and only a warning
+/// remains.
+#[tokio::test]
+async fn pgbouncer_transaction_mode_is_detected() {
+    let db = TestDb::installed().await;
+    let server: tokio_postgres::Config = db.url.parse().unwrap();
+    let Some(bouncer) = Bouncer::start(&server, "transaction") else {
+        eprintln!("skipped: pgbouncer is not installed (apt-get install pgbouncer)");
+        return;
+    };
+    let report = check::check(&bouncer.url(&db.name)).await.unwrap();
+    let trip = report.notify.clone().unwrap();
+    assert_eq!(trip.received_after, None, "{report}");
+    assert!(trip.shared_backend, "{report}");
+    assert!(trip.port_mismatch.is_some());
+    assert!(!report.healthy());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("PgBouncer") && p.contains("transaction mode")),
+        "{report}"
+    );
+    drop(bouncer);
+
+    let session = Bouncer::start(&server, "session").unwrap();
+    let report = check::check(&session.url(&db.name)).await.unwrap();
+    let trip = report.notify.clone().unwrap();
+    assert!(trip.received_after.is_some(), "{report}");
+    assert!(!trip.shared_backend);
+    assert!(report.healthy(), "{report}");
+    assert!(
+        report.warnings.iter().any(|w| w.contains("PgBouncer")),
+        "{report}"
+    );
+}
