@@ -35,7 +35,20 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0003_delivery_log.sql"),
         capture: false,
     },
+    Migration {
+        name: "0004_column_snapshot",
+        sql: include_str!("../sql/0004_column_snapshot.sql"),
+        capture: false,
+    },
 ];
+
+/// The names of every embedded SQL file, in the order install applies them.
+pub fn migration_names() -> Vec<&'static str> {
+    MIGRATIONS.iter().map(|m| m.name).collect()
+}
+
+/// The CKAN tables whose columns are recorded at install and compared by `check`.
+pub const SNAPSHOT_TABLES: [&str; 2] = ["package", "resource"];
 
 /// The checksums of every embedded file, in order: changes whenever any file does
 /// (the tests key their template databases on it).
@@ -139,12 +152,41 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallRepor
         ));
     }
 
+    // The column snapshot describes the tables as the triggers first saw them, so it is
+    // taken again whenever the capture is (re)installed.
+    let snapshot_due = applied
+        .iter()
+        .any(|name| name == "0002_capture" || name == "0004_column_snapshot");
+    if snapshot_due {
+        record_columns(&tx).await?;
+    }
+
     let captured_tables = captured_tables(&tx).await?;
     tx.commit().await?;
     Ok(InstallReport {
         applied,
         captured_tables,
     })
+}
+
+/// Replaces the column snapshot with the current columns of [`SNAPSHOT_TABLES`].
+async fn record_columns(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
+    let tables: Vec<&str> = SNAPSHOT_TABLES.to_vec();
+    tx.execute(&format!("DELETE FROM {SCHEMA}.column_snapshot"), &[])
+        .await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {SCHEMA}.column_snapshot (table_name, column_name, data_type)
+             SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+             FROM pg_attribute a
+             JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+             WHERE c.relname = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped"
+        ),
+        &[&tables],
+    )
+    .await?;
+    Ok(())
 }
 
 /// What an uninstall removed.

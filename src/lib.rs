@@ -13,11 +13,13 @@
 //! - [`api`]: the CKAN-style action API for subscriptions, with CKAN's own tokens.
 //! - [`store`]: connections and every query on the side schema.
 //! - [`service`]: `run(config, shutdown)`, which starts all of the above.
+//! - [`check`]: the health report: CKAN version, capture, column drift, rights, NOTIFY.
 //! - [`cluster`]: a throwaway PostgreSQL cluster, for the demo and the tests.
 //! - [`demo`]: the self-contained demonstration.
 //! - [`config`], [`error`], [`shutdown`]: settings, the error type, graceful stop.
 
 pub mod api;
+pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod deliver;

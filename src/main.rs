@@ -1,8 +1,8 @@
-//! The `ckan-webhooks` command: install, uninstall, run and demo.
+//! The `ckan-webhooks` command: install, uninstall, run, check and demo.
 
 use anyhow::Context;
 use ckan_webhooks::config::{self, DeliveryConfig, MinimumAuth, RunConfig};
-use ckan_webhooks::{demo, install, service, shutdown, store};
+use ckan_webhooks::{check, demo, install, service, shutdown, store};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,6 +29,8 @@ enum Command {
     },
     /// Run the service: action API, change watcher and deliverer.
     Run(RunArgs),
+    /// Report CKAN's version, capture, column drift, rights and NOTIFY; exit 1 if unhealthy.
+    Check(DatabaseArgs),
     /// Show webhooks end to end on a throwaway PostgreSQL (or on --database-url).
     Demo {
         /// A database to use instead of a throwaway cluster.
@@ -181,6 +183,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => {
             let config = args.into_config()?;
             service::run(config, shutdown::on_signals()).await?;
+        }
+        Command::Check(db) => {
+            let report = check::check(&db.database_url).await?;
+            print!("{report}");
+            if !report.healthy() {
+                std::process::exit(1);
+            }
         }
         Command::Demo { database_url } => demo::run(database_url).await?,
     }

@@ -2,6 +2,7 @@
 
 mod api;
 mod capture;
+mod check;
 mod deliver;
 mod e2e;
 mod install;
