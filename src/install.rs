@@ -35,6 +35,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0003_delivery_log.sql"),
         capture: false,
     },
+    Migration {
+        name: "0004_retention",
+        sql: include_str!("../sql/0004_retention.sql"),
+        capture: false,
+    },
 ];
 
 /// The checksums of every embedded file, in order: changes whenever any file does

@@ -1,10 +1,10 @@
-//! `run(config, shutdown)`: the whole service in-process — the action API, the watcher
-//! and the deliverer — sharing one connection pool and one shutdown token.
+//! `run(config, shutdown)`: the whole service in-process — the action API, the watcher,
+//! the deliverer and, when configured, retention — sharing one shutdown token.
 
 use crate::api::{self, ApiState};
 use crate::config::RunConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::{deliver, store, watch};
+use crate::{deliver, retention, store, watch};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -79,7 +79,15 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
         Some("-c synchronous_commit=off"),
     )?;
     let deliver_wake = Arc::new(Notify::new());
-    let tasks = vec![
+    let mut tasks = Vec::new();
+    if let Some(retention) = config.retention {
+        tasks.push(tokio::spawn(retention::run(
+            config.database_url.clone(),
+            retention,
+            shutdown.clone(),
+        )));
+    }
+    tasks.extend([
         tokio::spawn(api::serve(listener, api_state, shutdown.clone())),
         tokio::spawn(watch::run(
             pool.clone(),
@@ -95,7 +103,7 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
             deliver_wake,
             shutdown,
         )),
-    ];
+    ]);
     Ok(Service { addr, tasks })
 }
 

@@ -4,6 +4,7 @@
 pub mod changes;
 pub mod deliveries;
 pub mod metrics;
+pub mod outcomes;
 pub mod subscriptions;
 pub mod users;
 

@@ -38,7 +38,12 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
     let report = install::install(&mut client).await.unwrap();
     assert_eq!(
         report.applied,
-        vec!["0001_side_schema", "0002_capture", "0003_delivery_log"]
+        vec![
+            "0001_side_schema",
+            "0002_capture",
+            "0003_delivery_log",
+            "0004_retention"
+        ]
     );
     assert_eq!(report.captured_tables, expected_tables, "{schema:?}");
     assert_eq!(triggers(&client).await, 3 * expected_tables.len() as i64);
@@ -182,7 +187,7 @@ async fn concurrent_installs_are_safe() {
     let mut b = db.client().await;
     let (ra, rb) = tokio::join!(install::install(&mut a), install::install(&mut b));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.applied.len() + rb.applied.len(), 3, "{ra:?} {rb:?}");
+    assert_eq!(ra.applied.len() + rb.applied.len(), 4, "{ra:?} {rb:?}");
     assert_eq!(triggers(&a).await, 12);
 }
 
