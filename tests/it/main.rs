@@ -3,6 +3,7 @@
 mod api;
 mod capture;
 mod deliver;
+mod deliver_audit;
 mod e2e;
 mod install;
 mod real_ckan;

@@ -9,3 +9,4 @@ pub mod ckan_users;
 pub mod db;
 pub mod receiver;
 pub mod service;
+pub mod worker;
