@@ -33,7 +33,7 @@ pub const PAUSE: Duration = Duration::from_millis(100);
 pub const INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Advisory lock key held during a pass ("ckwhret1").
-const LOCK: i64 = 0x636b_7768_7265_7431;
+pub const LOCK: i64 = 0x636b_7768_7265_7431;
 
 /// What one pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
