@@ -4,6 +4,7 @@ mod api;
 mod capture;
 mod deliver;
 mod deliver_audit;
+mod deliver_crash;
 mod deliver_misbehaving;
 mod e2e;
 mod install;

@@ -7,6 +7,7 @@ pub mod api;
 pub mod ckan;
 pub mod ckan_users;
 pub mod db;
+pub mod process;
 pub mod raw;
 pub mod receiver;
 pub mod service;
