@@ -181,12 +181,12 @@ impl RunArgs {
         let retention = match self.retention_days {
             None => None,
             Some(days) => {
-                let kept = days.checked_mul(86_400).filter(|_| days > 0);
+                let kept = (1..=36_500).contains(&days).then(|| days * 86_400);
                 check(
                     kept.is_some(),
                     "retention-days",
                     days,
-                    "must be a positive number of days",
+                    "must be from 1 to 36500 days",
                 )?;
                 kept.map(Duration::from_secs)
             }

@@ -62,7 +62,14 @@ pub async fn run(
         "retention started"
     );
     loop {
-        let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+        // A retention too long for the calendar removes nothing (never everything).
+        let cutoff = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|keep| Utc::now().checked_sub_signed(keep));
+        let Some(cutoff) = cutoff else {
+            tracing::warn!("retention longer than the calendar: nothing will be removed");
+            return Ok(());
+        };
         match pass_alone(&database_url, cutoff, BATCH, PAUSE, &shutdown).await {
             Ok(Some(removed)) => tracing::info!(
                 cancelled = removed.cancelled,

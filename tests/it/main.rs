@@ -11,5 +11,6 @@ mod install;
 mod real_ckan;
 mod real_ckan_webhooks;
 mod retention;
+mod run_flags;
 mod support;
 mod watch;
