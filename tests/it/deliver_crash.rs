@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Flags that let one instance hold many attempts to one receiver at once, with a lease
-/// just longer than the attempt timeout.
+/// just longer than the attempt timeout (long enough that no attempt times out before
+/// the kill, even on a loaded machine).
 const MANY_IN_FLIGHT: &[&str] = &[
     "--lease-secs",
-    "6",
+    "11",
     "--delivery-timeout-secs",
-    "5",
+    "10",
     "--concurrency",
     "100",
     "--per-destination-concurrency",

@@ -5,8 +5,9 @@
 use crate::support::raw::{Misbehaviour, RawReceiver};
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::worker::{config, Harness, WAIT};
+use chrono::{DateTime, Utc};
 use ckan_webhooks::config::DeliveryConfig;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn a_reset_connection_is_a_logged_failure_and_retried() {
@@ -85,9 +86,9 @@ async fn a_slow_body_within_the_timeout_is_read_and_kept() {
     h.stop().await;
 }
 
-/// Sends one delivery to a receiver that first answers `first`, and returns the gap
-/// between the first attempt and the retry.
-async fn retry_gap(first: Reply) -> Duration {
+/// Sends one delivery to a receiver that first answers `first`, and returns when the
+/// first attempt and the retry arrived (wall clock).
+async fn retried_at(first: Reply) -> (DateTime<Utc>, DateTime<Utc>) {
     let receiver = Receiver::start().await;
     receiver.respond_in_turn([first]);
     let mut h = Harness::start(config()).await;
@@ -96,22 +97,36 @@ async fn retry_gap(first: Reply) -> Duration {
     let id = h.delivery(&hook, "pkg-1").await;
 
     let got = receiver.wait_for(2, WAIT).await;
+    let (now, clock) = (Utc::now(), Instant::now());
+    let wall = |at: Instant| now - chrono::Duration::from_std(clock - at).unwrap();
     h.wait_status(&id, "delivered").await;
     h.stop().await;
-    got[1].at - got[0].at
+    (wall(got[0].at), wall(got[1].at))
 }
 
 #[tokio::test]
 async fn retry_after_as_an_http_date_is_respected() {
-    // Three seconds ahead, in IMF-fixdate; whole seconds make it at least two.
-    let at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    // Four seconds ahead in IMF-fixdate, which has whole seconds.
+    let at = Utc::now() + chrono::Duration::seconds(4);
     let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-    let gap = retry_gap(Reply::status(429).header("retry-after", &date)).await;
-    assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
+    let not_before: DateTime<Utc> = DateTime::parse_from_rfc2822(&date).unwrap().into();
+
+    let (_, retry) = retried_at(Reply::status(429).header("retry-after", &date)).await;
+
+    // The retry comes no earlier than the date the receiver named.
+    let early = not_before - retry;
+    assert!(
+        early <= chrono::Duration::milliseconds(50),
+        "retried {early:?} before {date}"
+    );
 }
 
 #[tokio::test]
 async fn retry_after_on_503_is_respected() {
-    let gap = retry_gap(Reply::status(503).header("retry-after", "2")).await;
-    assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
+    let (first, retry) = retried_at(Reply::status(503).header("retry-after", "2")).await;
+    let gap = retry - first;
+    assert!(
+        gap >= chrono::Duration::milliseconds(1900),
+        "retried after {gap:?}"
+    );
 }
