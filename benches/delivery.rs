@@ -249,8 +249,11 @@ async fn healthy_latency(
 
     let wake = Arc::new(Notify::new());
     let shutdown = CancellationToken::new();
+    // Default caps and timeout; a rate high enough that one delivery at a time never
+    // waits for the limiter (the default 50/s would pace this loop to 20 ms apart).
     let config = DeliveryConfig {
         allow_private_targets: true,
+        rate_per_destination: 100_000,
         ..DeliveryConfig::default()
     };
     let task = worker(&url, config, wake.clone(), shutdown.clone());
@@ -300,6 +303,11 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let samples = 200;
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
 
     let (cluster, admin_url) = match std::env::var("CKAN_WEBHOOKS_BENCH_DATABASE_URL") {
         Ok(url) => (None, url),
