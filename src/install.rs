@@ -36,8 +36,8 @@ const MIGRATIONS: &[Migration] = &[
         capture: false,
     },
     Migration {
-        name: "0004_retention",
-        sql: include_str!("../sql/0004_retention.sql"),
+        name: "0004_delivery_indexes",
+        sql: include_str!("../sql/0004_delivery_indexes.sql"),
         capture: false,
     },
 ];

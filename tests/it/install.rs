@@ -42,7 +42,7 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
             "0001_side_schema",
             "0002_capture",
             "0003_delivery_log",
-            "0004_retention"
+            "0004_delivery_indexes"
         ]
     );
     assert_eq!(report.captured_tables, expected_tables, "{schema:?}");
