@@ -114,6 +114,7 @@ async fn main() {
             allow_private_targets: true,
             ..DeliveryConfig::default()
         },
+        retention: None,
     };
     let running = service::start(config, shutdown.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

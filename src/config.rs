@@ -66,6 +66,8 @@ pub struct DeliveryConfig {
     pub lease: Duration,
     /// Bytes of a receiver's response kept in the delivery record.
     pub response_keep_bytes: usize,
+    /// How long every attempt to a subscription must have failed before it is disabled.
+    pub disable_after: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -74,7 +76,7 @@ impl Default for DeliveryConfig {
             allow_private_targets: false,
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
-            max_attempts: 12,
+            max_attempts: 30,
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(6 * 3600),
             rate_per_destination: 50,
@@ -83,6 +85,7 @@ impl Default for DeliveryConfig {
             max_age: Duration::from_secs(3 * 24 * 3600),
             lease: Duration::from_secs(30),
             response_keep_bytes: 1024,
+            disable_after: Duration::from_secs(72 * 3600),
         }
     }
 }
@@ -108,6 +111,9 @@ pub struct RunConfig {
     pub pool_size: usize,
     /// Delivery settings.
     pub delivery: DeliveryConfig,
+    /// Age after which finished deliveries, their attempts, unreferenced events and
+    /// long-disabled or deleted subscriptions are removed; None keeps everything.
+    pub retention: Option<Duration>,
 }
 
 /// Resolves a token secret written as CKAN's config accepts it: `string:VALUE`,

@@ -139,6 +139,7 @@ async fn run_on(url: &str) -> Result<()> {
             allow_private_targets: true,
             ..DeliveryConfig::default()
         },
+        retention: None,
     };
     let service = service::start(config, shutdown.clone()).await?;
     println!("service listening on http://{}", service.addr);

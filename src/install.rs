@@ -40,6 +40,16 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0004_column_snapshot.sql"),
         capture: false,
     },
+    Migration {
+        name: "0005_delivery_indexes",
+        sql: include_str!("../sql/0005_delivery_indexes.sql"),
+        capture: false,
+    },
+    Migration {
+        name: "0006_requeue",
+        sql: include_str!("../sql/0006_requeue.sql"),
+        capture: false,
+    },
 ];
 
 /// The names of every embedded SQL file, in the order install applies them.

@@ -8,6 +8,7 @@
 //! - [`payload`]: the JSON body a receiver gets.
 //! - [`deliver`]: claims due deliveries and sends them with a rate-limited hyper client.
 //! - [`retry`]: the backoff schedule.
+//! - [`retention`]: removes old delivery records and long-gone subscriptions, in batches.
 //! - [`sign`]: Standard Webhooks signatures and secrets.
 //! - [`target`]: which receiver addresses may be called.
 //! - [`api`]: the CKAN-style action API for subscriptions, with CKAN's own tokens.
@@ -28,6 +29,7 @@ pub mod derive;
 pub mod error;
 pub mod install;
 pub mod payload;
+pub mod retention;
 pub mod retry;
 pub mod service;
 pub mod shutdown;

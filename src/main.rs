@@ -82,7 +82,7 @@ struct RunArgs {
     )]
     delivery_timeout_secs: u64,
     /// Attempts before a delivery is declared dead.
-    #[arg(long, env = "CKAN_WEBHOOKS_MAX_ATTEMPTS", default_value_t = 12)]
+    #[arg(long, env = "CKAN_WEBHOOKS_MAX_ATTEMPTS", default_value_t = 30)]
     max_attempts: u32,
     /// Requests per second to one destination (scheme, host, port).
     #[arg(long, env = "CKAN_WEBHOOKS_RATE_PER_DESTINATION", default_value_t = 50)]
@@ -90,6 +90,40 @@ struct RunArgs {
     /// Delivery attempts in flight at once.
     #[arg(long, env = "CKAN_WEBHOOKS_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
+    /// Delivery attempts in flight at once to one destination.
+    #[arg(
+        long,
+        env = "CKAN_WEBHOOKS_PER_DESTINATION_CONCURRENCY",
+        default_value_t = 8
+    )]
+    per_destination_concurrency: usize,
+    /// Seconds a claimed delivery stays reserved for this instance; must exceed the
+    /// delivery timeout.
+    #[arg(long, env = "CKAN_WEBHOOKS_LEASE_SECS", default_value_t = 30)]
+    lease_secs: u64,
+    /// Hours after which a failing delivery is dead, whatever its attempt count.
+    #[arg(long, env = "CKAN_WEBHOOKS_MAX_AGE_HOURS", default_value_t = 72)]
+    max_age_hours: u64,
+    /// Hours of continuous failure after which a subscription is disabled.
+    #[arg(long, env = "CKAN_WEBHOOKS_DISABLE_AFTER_HOURS", default_value_t = 72)]
+    disable_after_hours: u64,
+    /// Days after which finished deliveries, their attempts, unreferenced events and
+    /// long-disabled or deleted subscriptions are removed (default: keep everything).
+    #[arg(long, env = "CKAN_WEBHOOKS_RETENTION_DAYS")]
+    retention_days: Option<u64>,
+}
+
+/// Fails with a one-line message naming `flag` and its value unless `ok`.
+fn check(ok: bool, flag: &str, value: impl std::fmt::Display, rule: &str) -> anyhow::Result<()> {
+    if !ok {
+        anyhow::bail!("invalid --{flag} {value}: {rule}");
+    }
+    Ok(())
+}
+
+/// Hours as a duration; None when too large to represent.
+fn hours(value: u64) -> Option<Duration> {
+    value.checked_mul(3600).map(Duration::from_secs)
 }
 
 impl RunArgs {
@@ -100,9 +134,65 @@ impl RunArgs {
         if self.pool_size < 2 {
             anyhow::bail!("invalid --pool-size {}: must be at least 2", self.pool_size);
         }
-        if self.max_attempts == 0 || self.rate_per_destination == 0 || self.concurrency == 0 {
-            anyhow::bail!("--max-attempts, --rate-per-destination and --concurrency must be > 0");
-        }
+        check(
+            self.max_attempts > 0,
+            "max-attempts",
+            self.max_attempts,
+            "must be at least 1",
+        )?;
+        check(
+            self.rate_per_destination > 0,
+            "rate-per-destination",
+            self.rate_per_destination,
+            "must be at least 1",
+        )?;
+        check(
+            self.concurrency > 0,
+            "concurrency",
+            self.concurrency,
+            "must be at least 1",
+        )?;
+        check(
+            (1..=self.concurrency).contains(&self.per_destination_concurrency),
+            "per-destination-concurrency",
+            self.per_destination_concurrency,
+            &format!("must be from 1 to --concurrency ({})", self.concurrency),
+        )?;
+        let timeout = self.delivery_timeout_secs.max(1);
+        check(
+            self.lease_secs > timeout && self.lease_secs <= 86_400,
+            "lease-secs",
+            self.lease_secs,
+            &format!("must exceed --delivery-timeout-secs ({timeout}) and be at most 86400"),
+        )?;
+        let max_age = hours(self.max_age_hours).filter(|_| self.max_age_hours > 0);
+        check(
+            max_age.is_some(),
+            "max-age-hours",
+            self.max_age_hours,
+            "must be a positive number of hours",
+        )?;
+        let disable_after =
+            hours(self.disable_after_hours).filter(|_| self.disable_after_hours > 0);
+        check(
+            disable_after.is_some(),
+            "disable-after-hours",
+            self.disable_after_hours,
+            "must be a positive number of hours",
+        )?;
+        let retention = match self.retention_days {
+            None => None,
+            Some(days) => {
+                let kept = (1..=36_500).contains(&days).then(|| days * 86_400);
+                check(
+                    kept.is_some(),
+                    "retention-days",
+                    days,
+                    "must be from 1 to 36500 days",
+                )?;
+                kept.map(Duration::from_secs)
+            }
+        };
         Ok(RunConfig {
             database_url: self.database.database_url,
             listen: self.listen,
@@ -114,12 +204,17 @@ impl RunArgs {
             pool_size: self.pool_size,
             delivery: DeliveryConfig {
                 allow_private_targets: self.allow_private_targets,
-                timeout: Duration::from_secs(self.delivery_timeout_secs.max(1)),
+                timeout: Duration::from_secs(timeout),
                 max_attempts: self.max_attempts,
                 rate_per_destination: self.rate_per_destination,
                 concurrency: self.concurrency,
+                per_destination_concurrency: self.per_destination_concurrency,
+                lease: Duration::from_secs(self.lease_secs),
+                max_age: max_age.unwrap_or_default(),
+                disable_after: disable_after.unwrap_or_default(),
                 ..DeliveryConfig::default()
             },
+            retention,
         })
     }
 }

@@ -60,6 +60,28 @@ pub fn clamp_retry_after(delay: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::DeliveryConfig;
+
+    /// The default schedule retries for about three days: even with the shortest
+    /// jitter the attempts span more than two days, so the 72-hour age limit, not the
+    /// attempt count, is what normally ends it.
+    #[test]
+    fn defaults_cover_about_three_days() {
+        let config = DeliveryConfig::default();
+        let span = |unit: f64| -> Duration {
+            (1..config.max_attempts)
+                .map(|n| backoff(n, config.retry_base, config.retry_max, unit))
+                .sum()
+        };
+        assert!(
+            span(0.0) > Duration::from_secs(48 * 3600),
+            "{:?}",
+            span(0.0)
+        );
+        assert!(span(1.0) > config.max_age, "{:?}", span(1.0));
+        assert_eq!(config.max_age, Duration::from_secs(72 * 3600));
+    }
+
     use super::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;

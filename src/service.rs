@@ -1,10 +1,10 @@
-//! `run(config, shutdown)`: the whole service in-process — the action API, the watcher
-//! and the deliverer — sharing one connection pool and one shutdown token.
+//! `run(config, shutdown)`: the whole service in-process — the action API, the watcher,
+//! the deliverer and, when configured, retention — sharing one shutdown token.
 
 use crate::api::{self, ApiState};
 use crate::config::RunConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::{deliver, install, store, watch};
+use crate::{deliver, install, retention, store, watch};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -80,7 +80,15 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
         Some("-c synchronous_commit=off"),
     )?;
     let deliver_wake = Arc::new(Notify::new());
-    let tasks = vec![
+    let mut tasks = Vec::new();
+    if let Some(retention) = config.retention {
+        tasks.push(tokio::spawn(retention::run(
+            config.database_url.clone(),
+            retention,
+            shutdown.clone(),
+        )));
+    }
+    tasks.extend([
         tokio::spawn(api::serve(listener, api_state, shutdown.clone())),
         tokio::spawn(watch::run(
             pool.clone(),
@@ -96,7 +104,7 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
             deliver_wake,
             shutdown,
         )),
-    ];
+    ]);
     Ok(Service { addr, tasks })
 }
 

@@ -41,6 +41,22 @@ pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String 
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// The `webhook-signature` header value signed with every secret in `secrets`, in order,
+/// separated by spaces, as Standard Webhooks sends several signatures during a key
+/// rotation: a receiver that knows any one of the secrets accepts the request.
+pub fn signatures<'a>(
+    secrets: impl IntoIterator<Item = &'a str>,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    secrets
+        .into_iter()
+        .map(|secret| signature(secret, id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +69,27 @@ mod tests {
         let body = br#"{"test": 2432232314}"#;
         let sig = signature(secret, id, 1614265330, body);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn rotation_sends_one_signature_per_secret() {
+        let body = b"{}";
+        let both = signatures(
+            ["whsec_bmV3LXNlY3JldA==", "old-secret-text"],
+            "msg_1",
+            7,
+            body,
+        );
+        let expected = format!(
+            "{} {}",
+            signature("whsec_bmV3LXNlY3JldA==", "msg_1", 7, body),
+            signature("old-secret-text", "msg_1", 7, body)
+        );
+        assert_eq!(both, expected);
+        assert_eq!(
+            signatures(["s1-long-enough"], "m", 1, body),
+            signature("s1-long-enough", "m", 1, body)
+        );
     }
 
     #[test]

@@ -164,7 +164,10 @@ impl Sender {
             &self.site_url,
         );
         let timestamp = started_at.timestamp();
-        let signature = sign::signature(&claimed.secret, &claimed.id, timestamp, &body);
+        // During a rotation's overlap both secrets sign, the new one first.
+        let secrets =
+            std::iter::once(claimed.secret.as_str()).chain(claimed.previous_secret.as_deref());
+        let signature = sign::signatures(secrets, &claimed.id, timestamp, &body);
 
         let request = hyper::Request::post(claimed.address.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json")

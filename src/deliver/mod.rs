@@ -18,7 +18,8 @@ pub mod outcome;
 
 use crate::config::DeliveryConfig;
 use crate::error::Result;
-use crate::store::deliveries::{self, AttemptRecord, Claimed};
+use crate::store::deliveries::{self, Claimed};
+use crate::store::outcomes::{self, AttemptRecord, Disable, Verdict};
 use crate::target::{self, TargetError};
 use client::{Sender, Sent};
 use destination::Destinations;
@@ -188,7 +189,9 @@ impl Worker {
     /// Waits for the origin's rate and a global slot, sends, and records.
     async fn attempt(&self, claimed: Claimed, origin: String, slot: OwnedSemaphorePermit) {
         let ready = async {
-            self.destinations.pace(&origin).await;
+            let subscription = &claimed.subscription_id;
+            let rate = claimed.rate_per_second;
+            self.destinations.pace(&origin, subscription, rate).await;
             self.destinations.send_slot().await
         };
         let sending = tokio::select! {
@@ -209,9 +212,8 @@ impl Worker {
 
     /// Decides and stores the outcome of an attempt, and logs it.
     async fn record(&self, claimed: &Claimed, sent: Sent) {
-        let age = (chrono::Utc::now() - claimed.created_at)
-            .to_std()
-            .unwrap_or_default();
+        let now = chrono::Utc::now();
+        let age = (now - claimed.created_at).to_std().unwrap_or_default();
         let outcome = outcome::decide(
             &sent.result,
             claimed.attempt,
@@ -242,7 +244,7 @@ impl Worker {
             attempt = claimed.attempt,
         );
         let stored = self
-            .store(claimed, &outcome, record, status, latency_ms)
+            .store(claimed, &outcome, record, now)
             .instrument(span)
             .await;
         if let Err(err) = stored {
@@ -251,39 +253,67 @@ impl Worker {
         }
     }
 
-    /// Writes one outcome and logs it (inside the delivery's span).
+    /// Writes one outcome with its attempt row and logs it (inside the delivery's span).
     async fn store(
         &self,
         claimed: &Claimed,
         outcome: &Outcome,
         mut record: AttemptRecord,
-        status: Option<i32>,
-        latency_ms: Option<i32>,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<()> {
-        let client = self.pool.get().await?;
-        match outcome {
-            Outcome::Delivered => {
-                tracing::info!(status, latency_ms, "delivered");
-                deliveries::record_delivered(&**client, &claimed.id, &record).await
+        let (status, latency_ms) = (record.status, record.latency_ms);
+        let (verdict, error) = match outcome {
+            Outcome::Delivered => (Verdict::Delivered, None),
+            Outcome::Retry { delay, error } => (Verdict::Retry(*delay), Some(error)),
+            Outcome::Dead { error } => (Verdict::Dead, Some(error)),
+            Outcome::Gone { error } => (Verdict::Gone, Some(error)),
+        };
+        record.error = error.cloned();
+
+        // A failure after a long enough streak of failures disables the subscription.
+        let disable = match (verdict, claimed.failing_since) {
+            (Verdict::Retry(_) | Verdict::Dead, Some(since))
+                if outcome::failing_too_long(since, now, self.config.disable_after) =>
+            {
+                Some(Disable {
+                    reason: outcome::disabled_reason(since, error.map_or("", |e| e.as_str())),
+                    failing_since: since,
+                })
             }
+            _ => None,
+        };
+
+        let client = self.pool.get().await?;
+        let recorded = outcomes::record(
+            &**client,
+            &claimed.id,
+            &claimed.subscription_id,
+            claimed.attempt,
+            &record,
+            verdict,
+            error.map(|e| e.as_str()),
+            disable.as_ref(),
+        )
+        .await?;
+
+        match outcome {
+            Outcome::Delivered => tracing::info!(status, latency_ms, "delivered"),
             Outcome::Retry { delay, error } => {
                 let retry_in_ms = delay.as_millis() as u64;
                 tracing::info!(status, retry_in_ms, error = %error, "attempt failed, will retry");
-                record.error = Some(error.clone());
-                deliveries::record_retry(&**client, &claimed.id, &record, *delay).await
             }
-            Outcome::Dead { error } => {
-                tracing::warn!(status, error = %error, "delivery dead");
-                record.error = Some(error.clone());
-                deliveries::record_dead(&**client, &claimed.id, &record).await
-            }
-            Outcome::Gone { error } => {
-                tracing::warn!(status, "receiver gone, subscription disabled");
-                record.error = Some(error.clone());
-                let subscription = &claimed.subscription_id;
-                deliveries::record_gone(&**client, &claimed.id, subscription, &record).await
+            Outcome::Dead { error } => tracing::warn!(status, error = %error, "delivery dead"),
+            Outcome::Gone { .. } => {
+                tracing::warn!(status, "receiver gone, subscription disabled")
             }
         }
+        if !recorded.delivery_updated {
+            tracing::info!("the delivery had moved on; only the attempt was logged");
+        }
+        if recorded.subscription_disabled && disable.is_some() {
+            tracing::warn!("subscription disabled after failing for too long");
+        }
+        Ok(())
     }
 
     /// Hands a claimed row back unattempted.

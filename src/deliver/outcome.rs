@@ -4,6 +4,7 @@
 
 use crate::config::DeliveryConfig;
 use crate::retry;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// Why an attempt produced no usable response.
@@ -131,6 +132,23 @@ pub fn decide(
     Outcome::Retry { delay, error }
 }
 
+/// True when a subscription failing since `since` has failed for at least
+/// `disable_after` at `now`, so its next failure disables it. The clock is a parameter so
+/// that the rule is tested without waiting three days.
+pub fn failing_too_long(since: DateTime<Utc>, now: DateTime<Utc>, disable_after: Duration) -> bool {
+    (now - since)
+        .to_std()
+        .is_ok_and(|failing| failing >= disable_after)
+}
+
+/// The `disabled_reason` of a subscription disabled for failing since `since`.
+pub fn disabled_reason(since: DateTime<Utc>, last_error: &str) -> String {
+    format!(
+        "every attempt has failed since {}; the last: {last_error}",
+        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +269,22 @@ mod tests {
                 Outcome::Retry { .. }
             ));
         }
+    }
+
+    #[test]
+    fn disabled_only_after_failing_for_the_whole_period() {
+        let since: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let after = Duration::from_secs(72 * 3600);
+        let at = |hours: i64| since + chrono::Duration::hours(hours);
+        assert!(!failing_too_long(since, at(0), after));
+        assert!(!failing_too_long(since, at(71), after));
+        assert!(failing_too_long(since, at(72), after));
+        assert!(failing_too_long(since, at(500), after));
+        // A clock behind the streak's start (another instance's) never disables.
+        assert!(!failing_too_long(since, at(-1), after));
+
+        let reason = disabled_reason(since, "the receiver answered 500");
+        assert!(reason.contains("2026-01-01T00:00:00Z"), "{reason}");
+        assert!(reason.contains("answered 500"), "{reason}");
     }
 }

@@ -1,6 +1,7 @@
 //! Queries on `ckan_webhooks.delivery` for the delivery worker: claiming due rows under
-//! a lease, recording each attempt's outcome, and handing back claims it cannot serve.
-//! Every outcome clears the lease, so a row is leased only while an attempt is running.
+//! a lease, and handing back claims it cannot serve. Outcomes are recorded by
+//! [`super::outcomes`]; every outcome clears the lease, so a row is leased only while an
+//! attempt is running.
 
 use crate::error::Result;
 use crate::payload::Event;
@@ -15,7 +16,7 @@ pub struct Claimed {
     pub id: String,
     /// Attempts so far, this one included (incremented by the claim).
     pub attempt: u32,
-    /// When the delivery was created, for the age limit.
+    /// When the delivery was created or last redelivered: the age limit counts from it.
     pub created_at: DateTime<Utc>,
     /// The subscription (webhook) it goes to.
     pub subscription_id: String,
@@ -23,25 +24,17 @@ pub struct Claimed {
     pub address: String,
     /// The subscription's signing secret.
     pub secret: String,
+    /// The secret before the last rotation, while its overlap lasts: attempts are then
+    /// signed with both.
+    pub previous_secret: Option<String>,
+    /// The subscription's own requests per second, overriding the destination default.
+    pub rate_per_second: Option<u32>,
+    /// Since when every attempt to the subscription has failed, as seen by the claim.
+    pub failing_since: Option<DateTime<Utc>>,
     /// The hook owner's CKAN user id (the payload's `user_ref`).
     pub owner_id: String,
     /// The event being delivered.
     pub event: Event,
-}
-
-/// What one attempt produced, as kept in the delivery record.
-#[derive(Debug, Clone, Default)]
-pub struct AttemptRecord {
-    /// When the attempt started.
-    pub started_at: Option<DateTime<Utc>>,
-    /// The HTTP status, when a response arrived.
-    pub status: Option<i32>,
-    /// Why the attempt failed, for operators.
-    pub error: Option<String>,
-    /// The first bytes of the response body.
-    pub response: Option<String>,
-    /// Milliseconds until the kept part of the response had arrived.
-    pub latency_ms: Option<i32>,
 }
 
 /// Claims up to `limit` due deliveries for one attempt each.
@@ -83,8 +76,11 @@ pub async fn claim(
                  attempts = d.attempts + 1
              FROM due, ckan_webhooks.event e, ckan_webhooks.subscription s
              WHERE d.id = due.id AND e.id = d.event_id AND s.id = d.subscription_id
-             RETURNING d.id, d.attempts, d.created_at, d.subscription_id, s.address,
-                       s.secret, s.owner_id, e.id AS event_id, e.topic, e.dataset_id,
+             RETURNING d.id, d.attempts, coalesce(d.requeued_at, d.created_at) AS created_at, d.subscription_id, s.address,
+                       s.secret, s.owner_id, s.rate_per_second, s.failing_since,
+                       CASE WHEN s.previous_secret_until > now() THEN s.previous_secret
+                       END AS previous_secret,
+                       e.id AS event_id, e.topic, e.dataset_id,
                        e.organization_id, e.dataset_type, e.entity, e.changes,
                        e.occurred_at, d.seq",
             &[&limit, &(lease.as_millis() as f64), &skip_subscriptions],
@@ -105,6 +101,11 @@ fn claimed_from_row(row: &Row) -> (i64, Claimed) {
         subscription_id: row.get("subscription_id"),
         address: row.get("address"),
         secret: row.get("secret"),
+        previous_secret: row.get("previous_secret"),
+        rate_per_second: row
+            .get::<_, Option<i32>>("rate_per_second")
+            .map(|r| r.max(1) as u32),
+        failing_since: row.get("failing_since"),
         owner_id: row.get("owner_id"),
         event: Event {
             id: row.get("event_id"),
@@ -146,119 +147,6 @@ pub async fn next_due_in(client: &impl GenericClient) -> Result<Option<Duration>
         .await?;
     let seconds: Option<f64> = row.get(0);
     Ok(seconds.map(|s| Duration::from_secs_f64(s.max(0.0))))
-}
-
-/// Records a successful attempt: the delivery is `delivered`.
-pub async fn record_delivered(
-    client: &impl GenericClient,
-    id: &str,
-    record: &AttemptRecord,
-) -> Result<()> {
-    client
-        .execute(
-            "UPDATE ckan_webhooks.delivery
-             SET status = 'delivered', delivered_at = now(), lease_until = NULL,
-                 last_attempt_at = coalesce($2, now()), last_status = $3, last_error = NULL,
-                 last_response = $4, last_latency_ms = $5
-             WHERE id = $1",
-            &[
-                &id,
-                &record.started_at,
-                &record.status,
-                &record.response,
-                &record.latency_ms,
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Records a failed attempt that will be retried after `delay`.
-pub async fn record_retry(
-    client: &impl GenericClient,
-    id: &str,
-    record: &AttemptRecord,
-    delay: Duration,
-) -> Result<()> {
-    client
-        .execute(
-            "UPDATE ckan_webhooks.delivery
-             SET next_attempt_at = now() + $6::float8 * interval '1 millisecond', lease_until = NULL,
-                 last_attempt_at = coalesce($2, now()), last_status = $3, last_error = $4,
-                 last_response = $5, last_latency_ms = $7
-             WHERE id = $1",
-            &[
-                &id,
-                &record.started_at,
-                &record.status,
-                &record.error,
-                &record.response,
-                &(delay.as_millis() as f64),
-                &record.latency_ms,
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Records a failed attempt after which the delivery is given up: `dead`.
-pub async fn record_dead(
-    client: &impl GenericClient,
-    id: &str,
-    record: &AttemptRecord,
-) -> Result<()> {
-    client
-        .execute(
-            "UPDATE ckan_webhooks.delivery
-             SET status = 'dead', lease_until = NULL,
-                 last_attempt_at = coalesce($2, now()), last_status = $3, last_error = $4,
-                 last_response = $5, last_latency_ms = $6
-             WHERE id = $1",
-            &[
-                &id,
-                &record.started_at,
-                &record.status,
-                &record.error,
-                &record.response,
-                &record.latency_ms,
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Records a `410 Gone`: the delivery is `dead` and its subscription `disabled`, in one
-/// statement so neither happens without the other.
-pub async fn record_gone(
-    client: &impl GenericClient,
-    id: &str,
-    subscription_id: &str,
-    record: &AttemptRecord,
-) -> Result<()> {
-    client
-        .execute(
-            "WITH disabled AS (
-                 UPDATE ckan_webhooks.subscription
-                 SET state = 'disabled', updated_at = now()
-                 WHERE id = $7 AND state = 'active'
-             )
-             UPDATE ckan_webhooks.delivery
-             SET status = 'dead', lease_until = NULL,
-                 last_attempt_at = coalesce($2, now()), last_status = $3, last_error = $4,
-                 last_response = $5, last_latency_ms = $6
-             WHERE id = $1",
-            &[
-                &id,
-                &record.started_at,
-                &record.status,
-                &record.error,
-                &record.response,
-                &record.latency_ms,
-                &subscription_id,
-            ],
-        )
-        .await?;
-    Ok(())
 }
 
 /// Hands back a claim whose attempt never started (its destination was busy, or the

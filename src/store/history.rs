@@ -195,7 +195,7 @@ pub async fn redeliver<C: GenericClient>(
         .execute(
             "UPDATE ckan_webhooks.delivery d
              SET status = 'pending', attempts = 0, next_attempt_at = now(),
-                 lease_until = NULL, delivered_at = NULL
+                 lease_until = NULL, delivered_at = NULL, requeued_at = now()
              WHERE d.subscription_id = $1
                AND NOT (d.status = 'pending' AND d.next_attempt_at <= now())
                AND ($2::text IS NULL OR d.id = $2)

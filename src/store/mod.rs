@@ -5,6 +5,7 @@ pub mod changes;
 pub mod deliveries;
 pub mod history;
 pub mod metrics;
+pub mod outcomes;
 pub mod subscriptions;
 pub mod users;
 

@@ -7,5 +7,8 @@ pub mod api;
 pub mod ckan;
 pub mod ckan_users;
 pub mod db;
+pub mod process;
+pub mod raw;
 pub mod receiver;
 pub mod service;
+pub mod worker;

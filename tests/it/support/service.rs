@@ -38,6 +38,7 @@ pub fn config(db: &TestDb) -> RunConfig {
             retry_base: Duration::from_millis(100),
             ..DeliveryConfig::default()
         },
+        retention: None,
     }
 }
 
