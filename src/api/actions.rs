@@ -6,7 +6,7 @@
 
 use super::envelope::ApiError;
 use super::request::Params;
-use super::{deliveries, redeliver, update, validate, ApiState};
+use super::{deliveries, filters, redeliver, update, validate, ApiState};
 use crate::sign;
 use crate::store::subscriptions::{self, NewSubscription, Subscription};
 use crate::store::users::CkanUser;
@@ -23,7 +23,8 @@ pub enum Action {
     Show,
     /// Soft-deletes a webhook and cancels its pending deliveries.
     Delete,
-    /// Lists the caller's webhooks (every webhook, for sysadmins).
+    /// Lists the caller's webhooks (every webhook, for sysadmins), optionally only
+    /// those with one topic.
     List,
     /// Changes a webhook: address, topic, filters, secret, rate, re-enabling.
     Update,
@@ -146,10 +147,17 @@ async fn create(
     caller: &CkanUser,
     params: &Params,
 ) -> Result<Value, ApiError> {
-    let checked = validate::create(params, state.allow_private_targets)?;
+    let mut checked = validate::create(params, state.allow_private_targets)?;
+    checked.filters = filters::resolve(
+        &***client,
+        caller,
+        state.allow_dataset_collaborators,
+        checked.filters,
+    )
+    .await?;
     let tx = client.transaction().await?;
 
-    // The same topic, address and filters twice for one owner is one webhook.
+    // The same topic, address and resolved filters twice for one owner is one webhook.
     subscriptions::lock_owner(&*tx, &caller.id).await?;
     let existing = subscriptions::find_identical(
         &*tx,
@@ -245,12 +253,9 @@ async fn list(
     caller: &CkanUser,
     params: &Params,
 ) -> Result<Value, ApiError> {
-    validate::nothing(params, Action::List.name())?;
-    let hooks = if caller.sysadmin {
-        subscriptions::list_live(&***client).await?
-    } else {
-        subscriptions::list_live_by_owner(&***client, &caller.id).await?
-    };
+    let topic = validate::list(params)?;
+    let owner = (!caller.sysadmin).then_some(caller.id.as_str());
+    let hooks = subscriptions::list_live(&***client, owner, topic.as_deref()).await?;
     Ok(Value::Array(
         hooks.iter().map(|hook| hook_dict(hook, caller)).collect(),
     ))

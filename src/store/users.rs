@@ -147,3 +147,14 @@ pub async fn ckan_release_line<C: GenericClient>(client: &C) -> Result<Option<&'
 pub fn release_accepts_api_keys(line: Option<&str>) -> bool {
     matches!(line, Some("2.8" | "2.9"))
 }
+
+/// A user by `user.id`, whatever their state.
+pub async fn user_by_id<C: GenericClient>(client: &C, id: &str) -> Result<Option<CkanUser>> {
+    let row = client
+        .query_opt(
+            "SELECT id, name, sysadmin, state FROM public.\"user\" WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
