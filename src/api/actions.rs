@@ -276,6 +276,20 @@ mod tests {
     }
 
     #[test]
+    fn ids_carry_128_random_bits() {
+        // Every one of the 128 bit positions takes both values across a few hundred ids
+        // (a fixed bit would halve the id space), and no id repeats.
+        let ids: Vec<u128> = (0..512)
+            .map(|_| u128::from_str_radix(&new_id(), 16).unwrap())
+            .collect();
+        let ones = ids.iter().fold(0u128, |acc, id| acc | id);
+        let zeros = ids.iter().fold(0u128, |acc, id| acc | !id);
+        assert_eq!((ones, zeros), (u128::MAX, u128::MAX));
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
     fn names_round_trip() {
         for action in ACTIONS {
             assert_eq!(Action::from_name(action.name()), Some(*action));

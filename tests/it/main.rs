@@ -3,6 +3,7 @@
 mod api;
 mod capture;
 mod check;
+mod ckan_ini;
 mod deliver;
 mod e2e;
 mod install;
