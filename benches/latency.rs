@@ -108,6 +108,7 @@ async fn main() {
         token_secret: b"bench".to_vec(),
         minimum_auth: MinimumAuth::None,
         accept_api_keys: false,
+        allow_dataset_collaborators: false,
         poll_interval: Duration::from_millis(1000),
         pool_size: 8,
         delivery: DeliveryConfig {

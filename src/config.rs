@@ -1,5 +1,6 @@
 //! Configuration of the running service, and parsing of the values CKAN admins copy from
-//! their CKAN config (the token secret in `string:`, `file:` or bare form).
+//! their CKAN config (the token secret in `string:`, `file:` or bare form). Reading the
+//! CKAN config file itself is [`crate::ckan_ini`]'s.
 
 use crate::error::{Error, Result};
 use std::net::SocketAddr;
@@ -105,6 +106,9 @@ pub struct RunConfig {
     pub minimum_auth: MinimumAuth,
     /// Whether legacy API keys (`user.apikey`, CKAN ≤ 2.9) are accepted.
     pub accept_api_keys: bool,
+    /// CKAN's `ckan.auth.allow_dataset_collaborators`: whether a dataset's collaborators
+    /// may read it while it is private, and so receive its events.
+    pub allow_dataset_collaborators: bool,
     /// How often the change log is read when no NOTIFY arrives.
     pub poll_interval: Duration,
     /// Connections in the service's pool.

@@ -133,6 +133,7 @@ async fn run_on(url: &str) -> Result<()> {
         token_secret: secret.into_bytes(),
         minimum_auth: MinimumAuth::None,
         accept_api_keys: false,
+        allow_dataset_collaborators: false,
         poll_interval: Duration::from_millis(500),
         pool_size: 4,
         delivery: DeliveryConfig {

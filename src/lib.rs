@@ -18,15 +18,19 @@
 //! - [`cluster`]: a throwaway PostgreSQL cluster, for the demo and the tests.
 //! - [`demo`]: the self-contained demonstration.
 //! - [`config`], [`error`], [`shutdown`]: settings, the error type, graceful stop.
+//! - [`ckan_ini`]: the settings `--ckan-ini` reads from CKAN's config file, through
+//!   [`ini`], a reader following Python's configparser as CKAN uses it.
 
 pub mod api;
 pub mod check;
+pub mod ckan_ini;
 pub mod cluster;
 pub mod config;
 pub mod deliver;
 pub mod demo;
 pub mod derive;
 pub mod error;
+pub mod ini;
 pub mod install;
 pub mod payload;
 pub mod retention;

@@ -1,10 +1,13 @@
 //! The `ckan-webhooks` command: install, uninstall, run, check and demo.
 
 use anyhow::Context;
+use ckan_webhooks::ckan_ini::{self, CkanIni};
 use ckan_webhooks::config::{self, DeliveryConfig, MinimumAuth, RunConfig};
+use ckan_webhooks::store::users;
 use ckan_webhooks::{check, demo, install, service, shutdown, store};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Webhooks for any CKAN portal, attached to its PostgreSQL database from outside.
@@ -41,9 +44,32 @@ enum Command {
 
 #[derive(Args)]
 struct DatabaseArgs {
-    /// The CKAN database, e.g. postgres://ckan@127.0.0.1/ckan.
+    /// The CKAN database, e.g. postgres://ckan@127.0.0.1/ckan (default: --ckan-ini's
+    /// sqlalchemy.url).
     #[arg(long, env = "CKAN_WEBHOOKS_DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
+    /// CKAN's ini file: the database URL, site URL, token secret and collaborator setting
+    /// are read from its [app:main]; flags and environment variables override them.
+    #[arg(long, env = "CKAN_WEBHOOKS_CKAN_INI")]
+    ckan_ini: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// The CKAN ini, when one is given.
+    fn ini(&self) -> anyhow::Result<Option<CkanIni>> {
+        Ok(self.ckan_ini.as_deref().map(CkanIni::load).transpose()?)
+    }
+
+    /// The database URL: the flag's, else the ini's.
+    fn url(&self, ini: Option<&CkanIni>) -> anyhow::Result<String> {
+        match (&self.database_url, ini) {
+            (Some(url), _) => Ok(url.clone()),
+            (None, Some(ini)) => Ok(ini.database_url()?),
+            (None, None) => anyhow::bail!(
+                "no database: give --database-url (CKAN_WEBHOOKS_DATABASE_URL) or --ckan-ini"
+            ),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -53,18 +79,31 @@ struct RunArgs {
     /// Address the action API listens on.
     #[arg(long, env = "CKAN_WEBHOOKS_LISTEN", default_value = "127.0.0.1:8099")]
     listen: SocketAddr,
-    /// The CKAN site URL (ckan.site_url), sent in every payload.
+    /// The CKAN site URL, sent in every payload (default: --ckan-ini's ckan.site_url).
     #[arg(long, env = "CKAN_WEBHOOKS_SITE_URL")]
-    site_url: String,
-    /// CKAN's API token secret: string:VALUE, file:PATH or the bare value.
+    site_url: Option<String>,
+    /// CKAN's API token secret: string:VALUE, file:PATH or the bare value (default: the
+    /// secret --ckan-ini's CKAN verifies tokens with).
     #[arg(long, env = "CKAN_WEBHOOKS_TOKEN_SECRET", hide_env_values = true)]
-    token_secret: String,
+    token_secret: Option<String>,
     /// Who may create webhooks: none (any active user), editor, admin or sysadmin.
     #[arg(long, env = "CKAN_WEBHOOKS_MINIMUM_AUTH", default_value = "none")]
     minimum_auth: String,
-    /// Accept legacy API keys (user.apikey), as CKAN 2.9 and older do.
+    /// Accept legacy API keys (user.apikey) whatever the CKAN version; without it they
+    /// are accepted only on CKAN 2.9 and older, as CKAN itself does.
     #[arg(long, env = "CKAN_WEBHOOKS_ACCEPT_API_KEYS")]
     accept_api_keys: bool,
+    /// Collaborators of a private dataset may read it (CKAN's
+    /// ckan.auth.allow_dataset_collaborators; default: --ckan-ini's value, else false).
+    #[arg(
+        long,
+        env = "CKAN_WEBHOOKS_ALLOW_DATASET_COLLABORATORS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_bool
+    )]
+    allow_dataset_collaborators: Option<bool>,
     /// Allow receivers on loopback, private and link-local addresses.
     #[arg(long, env = "CKAN_WEBHOOKS_ALLOW_PRIVATE_TARGETS")]
     allow_private_targets: bool,
@@ -126,8 +165,13 @@ fn hours(value: u64) -> Option<Duration> {
     value.checked_mul(3600).map(Duration::from_secs)
 }
 
+/// A boolean flag value, spelled as CKAN spells booleans.
+fn parse_bool(value: &str) -> Result<bool, String> {
+    ckan_ini::parse_ckan_bool(value).ok_or_else(|| format!("{value:?} is not true or false"))
+}
+
 impl RunArgs {
-    fn into_config(self) -> anyhow::Result<RunConfig> {
+    async fn into_config(self) -> anyhow::Result<RunConfig> {
         if self.poll_interval_ms == 0 {
             anyhow::bail!("invalid --poll-interval-ms 0: must be at least 1");
         }
@@ -193,13 +237,58 @@ impl RunArgs {
                 kept.map(Duration::from_secs)
             }
         };
+
+        // Flags and environment first, then CKAN's ini.
+        let ini = self.database.ini()?;
+        let database_url = self.database.url(ini.as_ref())?;
+        let site_url = match (&self.site_url, &ini) {
+            (Some(url), _) => config::parse_site_url(url)?,
+            (None, Some(ini)) => ini.site_url()?,
+            (None, None) => {
+                anyhow::bail!("no site URL: give --site-url (CKAN_WEBHOOKS_SITE_URL) or --ckan-ini")
+            }
+        };
+        if let Some(ini) = &ini {
+            ini.check_algorithm()?;
+        }
+        let allow_dataset_collaborators = match (self.allow_dataset_collaborators, &ini) {
+            (Some(allow), _) => allow,
+            (None, Some(ini)) => ini.allow_dataset_collaborators()?,
+            (None, None) => false,
+        };
+
+        // The CKAN release decides whether legacy keys work and which secret CKAN
+        // falls back to; it is told once, here.
+        let line = {
+            let client = connect(&database_url).await?;
+            users::ckan_release_line(&client)
+                .await
+                .context("cannot tell the CKAN version")?
+        };
+        let token_secret = match (&self.token_secret, &ini) {
+            (Some(secret), _) => config::parse_token_secret(secret)?,
+            (None, Some(ini)) => ini.token_secret(line)?,
+            (None, None) => anyhow::bail!(
+                "no token secret: give --token-secret (CKAN_WEBHOOKS_TOKEN_SECRET) or --ckan-ini"
+            ),
+        };
+        let accept_api_keys = self.accept_api_keys || users::release_accepts_api_keys(line);
+        tracing::info!(
+            ckan = line.unwrap_or("unknown"),
+            ckan_ini = ini.as_ref().map(|ini| ini.path().display().to_string()),
+            accept_api_keys,
+            allow_dataset_collaborators,
+            "ckan identity settings"
+        );
+
         Ok(RunConfig {
-            database_url: self.database.database_url,
+            database_url,
             listen: self.listen,
-            site_url: config::parse_site_url(&self.site_url)?,
-            token_secret: config::parse_token_secret(&self.token_secret)?,
+            site_url,
+            token_secret,
             minimum_auth: self.minimum_auth.parse::<MinimumAuth>()?,
-            accept_api_keys: self.accept_api_keys,
+            accept_api_keys,
+            allow_dataset_collaborators,
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             pool_size: self.pool_size,
             delivery: DeliveryConfig {
@@ -248,7 +337,7 @@ async fn main() {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Install(db) => {
-            let mut client = connect(&db.database_url).await?;
+            let mut client = connect(&db.url(db.ini()?.as_ref())?).await?;
             let report = install::install(&mut client).await?;
             if report.applied.is_empty() {
                 println!("already installed; nothing changed");
@@ -261,7 +350,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             database,
             drop_data,
         } => {
-            let mut client = connect(&database.database_url).await?;
+            let mut client = connect(&database.url(database.ini()?.as_ref())?).await?;
             let removed = install::uninstall(&mut client, drop_data).await?;
             match (removed.schema_existed, drop_data) {
                 (false, _) => println!("nothing to remove: ckan_webhooks is not installed"),
@@ -276,11 +365,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Run(args) => {
-            let config = args.into_config()?;
+            let config = args.into_config().await?;
             service::run(config, shutdown::on_signals()).await?;
         }
         Command::Check(db) => {
-            let report = check::check(&db.database_url).await?;
+            let report = check::check(&db.url(db.ini()?.as_ref())?).await?;
             print!("{report}");
             if !report.healthy() {
                 std::process::exit(1);
@@ -294,7 +383,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let _: tokio_postgres::Config = url
         .parse()
-        .with_context(|| format!("invalid --database-url {url:?}"))?;
+        .with_context(|| format!("invalid --database-url {:?}", store::redact_password(url)))?;
     store::connect(url)
         .await
         .with_context(|| "cannot connect to the database".to_string())

@@ -70,6 +70,7 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
         minimum_auth: config.minimum_auth,
         allow_private_targets: config.delivery.allow_private_targets,
         accept_api_keys: config.accept_api_keys,
+        allow_dataset_collaborators: config.allow_dataset_collaborators,
     });
     // The deliverer's writes (leases, outcomes) need no synchronous commit: losing one
     // in a server crash only means an attempt is made again, with the same webhook-id.

@@ -6,7 +6,7 @@
 
 use super::envelope::ApiError;
 use super::request::Params;
-use super::{deliveries, redeliver, update, validate, ApiState};
+use super::{deliveries, filters, redeliver, update, validate, ApiState};
 use crate::sign;
 use crate::store::subscriptions::{self, NewSubscription, Subscription};
 use crate::store::users::CkanUser;
@@ -23,7 +23,8 @@ pub enum Action {
     Show,
     /// Soft-deletes a webhook and cancels its pending deliveries.
     Delete,
-    /// Lists the caller's webhooks (every webhook, for sysadmins).
+    /// Lists the caller's webhooks (every webhook, for sysadmins), optionally only
+    /// those with one topic.
     List,
     /// Changes a webhook: address, topic, filters, secret, rate, re-enabling.
     Update,
@@ -146,10 +147,17 @@ async fn create(
     caller: &CkanUser,
     params: &Params,
 ) -> Result<Value, ApiError> {
-    let checked = validate::create(params, state.allow_private_targets)?;
+    let mut checked = validate::create(params, state.allow_private_targets)?;
+    checked.filters = filters::resolve(
+        &***client,
+        caller,
+        state.allow_dataset_collaborators,
+        checked.filters,
+    )
+    .await?;
     let tx = client.transaction().await?;
 
-    // The same topic, address and filters twice for one owner is one webhook.
+    // The same topic, address and resolved filters twice for one owner is one webhook.
     subscriptions::lock_owner(&*tx, &caller.id).await?;
     let existing = subscriptions::find_identical(
         &*tx,
@@ -245,12 +253,9 @@ async fn list(
     caller: &CkanUser,
     params: &Params,
 ) -> Result<Value, ApiError> {
-    validate::nothing(params, Action::List.name())?;
-    let hooks = if caller.sysadmin {
-        subscriptions::list_live(&***client).await?
-    } else {
-        subscriptions::list_live_by_owner(&***client, &caller.id).await?
-    };
+    let topic = validate::list(params)?;
+    let owner = (!caller.sysadmin).then_some(caller.id.as_str());
+    let hooks = subscriptions::list_live(&***client, owner, topic.as_deref()).await?;
     Ok(Value::Array(
         hooks.iter().map(|hook| hook_dict(hook, caller)).collect(),
     ))
@@ -268,6 +273,20 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_ne!(a, new_id());
+    }
+
+    #[test]
+    fn ids_carry_128_random_bits() {
+        // Every one of the 128 bit positions takes both values across a few hundred ids
+        // (a fixed bit would halve the id space), and no id repeats.
+        let ids: Vec<u128> = (0..512)
+            .map(|_| u128::from_str_radix(&new_id(), 16).unwrap())
+            .collect();
+        let ones = ids.iter().fold(0u128, |acc, id| acc | id);
+        let zeros = ids.iter().fold(0u128, |acc, id| acc | !id);
+        assert_eq!((ones, zeros), (u128::MAX, u128::MAX));
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`request`]: reading parameters from JSON, form and query strings.
 //! - [`auth`]: tokens, users and the operator's `minimum_auth`.
 //! - [`validate`]: parameter checks, with errors keyed by field; [`fields`]: typed
-//!   optional parameters (numbers, booleans, times).
+//!   optional parameters (numbers, booleans, times); [`filters`]: dataset and
+//!   organization filters resolved to ids.
 //! - [`actions`]: what each action does: create, show, list and delete there,
 //!   [`update`], [`deliveries`] and [`redeliver`] in their own files.
 
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod deliveries;
 pub mod envelope;
 pub mod fields;
+pub mod filters;
 pub mod metrics;
 pub mod redeliver;
 pub mod request;
@@ -61,6 +63,9 @@ pub struct ApiState {
     /// Whether legacy API keys (`user.apikey`) identify callers. CKAN 2.10 and later
     /// no longer accept them, though the column may still hold old keys.
     pub accept_api_keys: bool,
+    /// CKAN's `ckan.auth.allow_dataset_collaborators`: whether collaborators may read a
+    /// private dataset, which decides whether a `dataset` filter naming it resolves.
+    pub allow_dataset_collaborators: bool,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then stops accepting

@@ -7,12 +7,13 @@
 use super::actions::{hook_dict, visible_hook, Action};
 use super::envelope::ApiError;
 use super::fields::{optional_bool, optional_int};
+use super::filters;
 use super::request::Params;
 use super::validate::{self, Errors};
 use super::ApiState;
 use crate::sign;
 use crate::store::subscriptions::{self, SubscriptionChange};
-use crate::store::users::CkanUser;
+use crate::store::users::{self, CkanUser};
 use serde_json::Value;
 
 /// How long the old secret keeps signing after a rotation unless the caller says.
@@ -131,6 +132,27 @@ pub async fn run(
         rotate,
     } = check(params, state.allow_private_targets)?;
     let hook = visible_hook(client, caller, &id).await?;
+
+    // Filters resolve with the owner's rights, not a sysadmin editor's, so that the
+    // owner never sees the id of a dataset they may not read.
+    if let Some(filters) = change.filters.take() {
+        let owner = if hook.owner_id == caller.id {
+            caller.clone()
+        } else {
+            users::user_by_id(&***client, &hook.owner_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound("webhook not found".into()))?
+        };
+        change.filters = Some(
+            filters::resolve(
+                &***client,
+                &owner,
+                state.allow_dataset_collaborators,
+                filters,
+            )
+            .await?,
+        );
+    }
     if rotate && change.secret.is_none() {
         change.secret = Some(sign::generate_secret());
     }

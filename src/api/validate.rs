@@ -257,6 +257,18 @@ pub fn id_only(params: &Params, action: &str) -> Result<String, ApiError> {
     errors.finish(id.unwrap_or_default())
 }
 
+/// Checks `webhook_list`'s parameters: an optional `topic`, one of [`TOPICS`], which
+/// keeps only the webhooks with exactly that topic.
+pub fn list(params: &Params) -> Result<Option<String>, ApiError> {
+    let mut errors = Errors::default();
+    errors.unknown_keys(params, &["topic"], "webhook_list");
+    let topic = match params.get("topic") {
+        None | Some(Value::Null) => None,
+        Some(_) => topic(params, &mut errors),
+    };
+    errors.finish(topic)
+}
+
 /// Checks the parameters of an action that takes none.
 pub fn nothing(params: &Params, action: &str) -> Result<(), ApiError> {
     let mut errors = Errors::default();
@@ -374,5 +386,24 @@ mod tests {
             "abc"
         );
         assert!(nothing(&params(json!({"x": 1})), "webhook_list").is_err());
+    }
+
+    #[test]
+    fn list_takes_an_optional_known_topic() {
+        assert_eq!(list(&params(json!({}))).unwrap(), None);
+        assert_eq!(list(&params(json!({"topic": null}))).unwrap(), None);
+        assert_eq!(
+            list(&params(json!({"topic": "dataset/*"})))
+                .unwrap()
+                .as_deref(),
+            Some("dataset/*")
+        );
+        for bad in [
+            json!({"topic": "package/new"}),
+            json!({"topic": ""}),
+            json!({"x": 1}),
+        ] {
+            assert!(list(&params(bad)).is_err());
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! schema. SQL that defines the schema lives in `sql/`; the queries live here.
 
 pub mod changes;
+pub mod datasets;
 pub mod deliveries;
 pub mod history;
 pub mod metrics;

@@ -160,26 +160,20 @@ pub async fn get_live<C: GenericClient>(client: &C, id: &str) -> Result<Option<S
     Ok(row.as_ref().map(from_row))
 }
 
-/// The owner's webhooks that are not deleted, oldest first.
-pub async fn list_live_by_owner<C: GenericClient>(
+/// Webhooks that are not deleted, oldest first: only `owner`'s when given (None is every
+/// owner's, for sysadmins), and only those with `topic` exactly when given.
+pub async fn list_live<C: GenericClient>(
     client: &C,
-    owner_id: &str,
+    owner: Option<&str>,
+    topic: Option<&str>,
 ) -> Result<Vec<Subscription>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM ckan_webhooks.subscription \
-         WHERE owner_id = $1 AND state <> 'deleted' ORDER BY created_at, id"
+         WHERE state <> 'deleted' AND ($1::text IS NULL OR owner_id = $1) \
+           AND ($2::text IS NULL OR topic = $2) \
+         ORDER BY created_at, id"
     );
-    let rows = client.query(&sql, &[&owner_id]).await?;
-    Ok(rows.iter().map(from_row).collect())
-}
-
-/// Every webhook that is not deleted, oldest first (for sysadmins).
-pub async fn list_live<C: GenericClient>(client: &C) -> Result<Vec<Subscription>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM ckan_webhooks.subscription \
-         WHERE state <> 'deleted' ORDER BY created_at, id"
-    );
-    let rows = client.query(&sql, &[]).await?;
+    let rows = client.query(&sql, &[&owner, &topic]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 

@@ -104,3 +104,57 @@ pub async fn organization_capacity<C: GenericClient>(
         Capacity::None
     })
 }
+
+/// The CKAN release line of the database ("2.9", "2.12", …; None when it cannot be
+/// told), read from the migration tables and the shape of `package` as `check` does.
+/// It decides whether legacy API keys are accepted and which secret CKAN falls back to.
+pub async fn ckan_release_line<C: GenericClient>(client: &C) -> Result<Option<&'static str>> {
+    use crate::check::version::{ckan_version, Migrations};
+
+    let tables: std::collections::BTreeSet<String> = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let package_columns = client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 'package'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let migrations = if tables.contains("alembic_version") {
+        let rows = client
+            .query("SELECT version_num::text FROM public.alembic_version", &[])
+            .await?;
+        Migrations::Alembic(rows.iter().map(|row| row.get(0)).collect())
+    } else if tables.contains("migrate_version") {
+        Migrations::Migrate(None)
+    } else {
+        Migrations::None
+    };
+    Ok(ckan_version(&migrations, &tables, &package_columns).line)
+}
+
+/// Whether CKAN release `line` itself accepted legacy API keys (2.9 and older).
+pub fn release_accepts_api_keys(line: Option<&str>) -> bool {
+    matches!(line, Some("2.8" | "2.9"))
+}
+
+/// A user by `user.id`, whatever their state.
+pub async fn user_by_id<C: GenericClient>(client: &C, id: &str) -> Result<Option<CkanUser>> {
+    let row = client
+        .query_opt(
+            "SELECT id, name, sysadmin, state FROM public.\"user\" WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}

@@ -5,6 +5,7 @@
 mod auth;
 mod ckanapi_client;
 mod deliveries;
+mod filters;
 mod hostile_addresses;
 mod hostile_bodies;
 mod hostile_requests;

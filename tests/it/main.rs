@@ -3,6 +3,7 @@
 mod api;
 mod capture;
 mod check;
+mod ckan_ini;
 mod deliver;
 mod deliver_audit;
 mod deliver_crash;

@@ -323,6 +323,42 @@ async fn the_log_keeps_no_token_secret_or_body() {
         ("authorization", alice.token.clone()),
         ("content-type", "application/json".to_string()),
     ];
+    // Filters that resolve to ids take the lookup path, which logs no value either.
+    let private_name = "private-dataset-name-that-must-not-be-logged";
+    client
+        .batch_execute(&format!(
+            "INSERT INTO package (id, name, type, state, private, creator_user_id) \
+             VALUES ('pid-logged-not', '{private_name}', 'dataset', 'active', true, '{}')",
+            alice.id
+        ))
+        .await
+        .unwrap();
+    let resolving = json!({"topic": "*", "address": address,
+                           "filters": {"dataset": private_name, "organization": marker}});
+    create(&api, &alice.token, resolving.clone()).await;
+    let resolved = create(&api, &alice.token, resolving).await;
+    api.call(
+        "webhook_update",
+        Some(&alice.token),
+        json!({"id": resolved, "filters": {"dataset": private_name}}),
+    )
+    .await;
+
+    // Reading CKAN's ini logs neither its token secret nor the database password.
+    let ini_secret = "ini-secret-that-must-not-be-logged";
+    let password = "ini-password-that-must-not-be-logged";
+    let ini = ckan_webhooks::ckan_ini::CkanIni::parse(
+        std::path::Path::new("/etc/ckan/ckan.ini"),
+        &format!(
+            "[app:main]\nSECRET_KEY = {ini_secret}\n\
+             sqlalchemy.url = postgresql://u:{password}@h/db\n\
+             api_token.jwt.decode.secret = string:%(SECRET_KEY)s\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(ini.token_secret(None).unwrap(), ini_secret.as_bytes());
+    assert!(ini.database_url().unwrap().contains(password));
+
     let broken = format!("{{\"secret\": \"{secret}\", \"filters\": {{\"dataset\": \"{marker}\"");
     api.send("POST", "/api/3/action/webhook_create", &headers, broken)
         .await;
@@ -340,6 +376,9 @@ async fn the_log_keeps_no_token_secret_or_body() {
         address,
         marker,
         shown["result"]["secret"].as_str().unwrap(),
+        private_name,
+        ini_secret,
+        password,
     ] {
         assert!(!log.contains(needle), "the log holds {needle:?}:\n{log}");
     }

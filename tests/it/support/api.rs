@@ -35,6 +35,8 @@ pub struct Options {
     pub allow_private_targets: bool,
     /// Whether legacy API keys identify callers.
     pub accept_api_keys: bool,
+    /// Whether collaborators may read private datasets.
+    pub allow_dataset_collaborators: bool,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             minimum_auth: MinimumAuth::None,
             allow_private_targets: false,
             accept_api_keys: false,
+            allow_dataset_collaborators: false,
         }
     }
 }
@@ -63,6 +66,7 @@ impl ApiServer {
             minimum_auth: options.minimum_auth,
             allow_private_targets: options.allow_private_targets,
             accept_api_keys: options.accept_api_keys,
+            allow_dataset_collaborators: options.allow_dataset_collaborators,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

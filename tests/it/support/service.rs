@@ -31,6 +31,7 @@ pub fn config(db: &TestDb) -> RunConfig {
         token_secret: TOKEN_SECRET.to_vec(),
         minimum_auth: MinimumAuth::None,
         accept_api_keys: false,
+        allow_dataset_collaborators: false,
         poll_interval: Duration::from_millis(200),
         pool_size: 4,
         delivery: DeliveryConfig {
