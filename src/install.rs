@@ -40,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0004_column_snapshot.sql"),
         capture: false,
     },
+    Migration {
+        name: "0006_audience",
+        sql: include_str!("../sql/0006_audience.sql"),
+        capture: false,
+    },
 ];
 
 /// The names of every embedded SQL file, in the order install applies them.

@@ -86,6 +86,8 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
             pool.clone(),
             config.database_url.clone(),
             config.poll_interval,
+            // TODO: from --allow-dataset-collaborators / the CKAN ini once config has it.
+            watch::Options::default(),
             deliver_wake.clone(),
             shutdown.clone(),
         )),

@@ -42,7 +42,8 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
             "0001_side_schema",
             "0002_capture",
             "0003_delivery_log",
-            "0004_column_snapshot"
+            "0004_column_snapshot",
+            "0006_audience"
         ]
     );
     assert_eq!(report.captured_tables, expected_tables, "{schema:?}");
