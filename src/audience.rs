@@ -7,6 +7,11 @@
 //! hook owner in their class from their rights at that moment and keeps the events
 //! whose audience holds it.
 //!
+//! While a dataset keeps its organization, reading it before and reading it after are
+//! the same right, so only the outsider and reader classes can occur; when every class
+//! that can occur sees the same events (any dataset public throughout), the events are
+//! for everyone.
+//!
 //! The encoding is shared with the fan-out SQL in `store::changes`: class bit
 //! `1 << (reads_before + 2 * reads_after)`, so 15 is everyone.
 

@@ -367,16 +367,25 @@ pub fn derive_scoped(tx: &Transaction, lookups: &Lookups) -> Vec<ScopedEvent> {
         };
 
         // Classes that see the same visibility before and after see the same events.
+        // Rights come from the organization, so while it stays the same nobody reads
+        // the dataset on one side only, and those two classes need no events.
+        let organization_before = before.and_then(|r| field(r, "owner_org"));
+        let organization_after = after.and_then(|r| field(r, "owner_org"));
+        let moved = organization_before != organization_after;
         let mut groups: Vec<((bool, bool), Audience)> = Vec::new();
         for class in Class::ALL {
+            if !moved && class.reads_before != class.reads_after {
+                continue;
+            }
             let seen = seen_by(class, before, after);
             match groups.iter_mut().find(|(s, _)| *s == seen) {
                 Some((_, audience)) => *audience = audience.with(class),
                 None => groups.push((seen, Audience::NOBODY.with(class))),
             }
         }
-        let organization_before = before.and_then(|r| field(r, "owner_org"));
-        let organization_after = after.and_then(|r| field(r, "owner_org"));
+        if let [(_, audience)] = groups.as_mut_slice() {
+            *audience = Audience::EVERYONE;
+        }
         for ((was_visible, is_visible), audience) in groups {
             for event in view.events(was_visible, is_visible) {
                 events.push(ScopedEvent {
@@ -551,3 +560,7 @@ pub fn new_id() -> String {
 #[cfg(test)]
 #[path = "derive_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "derive_access_tests.rs"]
+mod access_tests;
