@@ -7,7 +7,12 @@
 //! Pure: the rows the transaction did not touch but the rules need (the dataset of a
 //! changed resource, the resources of a dataset whose visibility changed) are fetched by
 //! the caller and passed in as [`Lookups`].
+//!
+//! Visibility depends on who looks: a private dataset is visible to those who may read
+//! it. The rules run once per reader [`Class`], and each event carries the
+//! [`Audience`] of classes that see it (see [`crate::audience`]).
 
+use crate::audience::{Audience, Class};
 use crate::payload::{scrub, Event};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -175,12 +180,22 @@ fn field<'a>(row: &'a Value, key: &str) -> Option<&'a str> {
     row.get(key).and_then(|v| v.as_str())
 }
 
-/// A dataset row as the public sees it: it exists, is active and is not private.
-fn dataset_visible(row: Option<&Value>) -> bool {
+/// A dataset row is visible to a subscriber when it exists, is active, and is public
+/// or the subscriber `reads` it. Drafts and deleted datasets are visible to nobody.
+fn dataset_visible(row: Option<&Value>, reads: bool) -> bool {
     row.is_some_and(|r| {
         field(r, "state") == Some("active")
-            && r.get("private").and_then(|p| p.as_bool()) != Some(true)
+            && (reads || r.get("private").and_then(|p| p.as_bool()) != Some(true))
     })
+}
+
+/// What subscribers of `class` see of a dataset: whether it is visible to them before
+/// and after the transaction.
+fn seen_by(class: Class, before: Option<&Value>, after: Option<&Value>) -> (bool, bool) {
+    (
+        dataset_visible(before, class.reads_before),
+        dataset_visible(after, class.reads_after),
+    )
 }
 
 /// A resource row is visible when it is active and its dataset is visible.
@@ -271,8 +286,8 @@ impl Transaction {
             .collect()
     }
 
-    /// Datasets whose visibility changed: the caller fetches their resources into
-    /// [`Lookups::resources`].
+    /// Datasets whose visibility changed for any reader class: the caller fetches their
+    /// resources into [`Lookups::resources`].
     pub fn visibility_changed_datasets(&self) -> Vec<String> {
         let summary = self.summarise();
         summary
@@ -280,7 +295,10 @@ impl Transaction {
             .into_iter()
             .filter(|d| {
                 summary.packages.get(d).is_some_and(|t| {
-                    dataset_visible(t.before.as_ref()) != dataset_visible(t.after.as_ref())
+                    Class::ALL.iter().any(|class| {
+                        let (before, after) = seen_by(*class, t.before.as_ref(), t.after.as_ref());
+                        before != after
+                    })
                 })
             })
             .collect()
@@ -296,10 +314,27 @@ impl Transaction {
     }
 }
 
-/// Derives the transaction's events, in the order receivers should see them: per
-/// dataset (in order of first change), creates parent first, deletes children first,
-/// and a dataset update after its resources' events.
-pub fn derive(tx: &Transaction, lookups: &Lookups) -> Vec<Event> {
+/// An event and who it is for.
+#[derive(Debug, Clone)]
+pub struct ScopedEvent {
+    /// The event.
+    pub event: Event,
+    /// The reader classes that receive it.
+    pub audience: Audience,
+    /// The dataset's organization before the transaction: reading it then is
+    /// membership of this one.
+    pub organization_before: Option<String>,
+    /// The dataset's organization after the transaction.
+    pub organization_after: Option<String>,
+}
+
+/// Derives the transaction's events for every reader class, in the order receivers
+/// should see them: per dataset (in order of first change), creates parent first,
+/// deletes children first, and a dataset update after its resources' events. Classes
+/// that see the same thing share events, so a dataset public before and after gives
+/// each event once, for [`Audience::EVERYONE`]; each class's events of one dataset stay
+/// together and in order.
+pub fn derive_scoped(tx: &Transaction, lookups: &Lookups) -> Vec<ScopedEvent> {
     let summary = tx.summarise();
     let occurred_at = tx.occurred_at();
     let mut events = Vec::new();
@@ -312,8 +347,6 @@ pub fn derive(tx: &Transaction, lookups: &Lookups) -> Vec<Event> {
                 (current, current, None)
             }
         };
-        let was_visible = dataset_visible(before);
-        let is_visible = dataset_visible(after);
         let meta_row = after.or(before);
         let meta = Meta {
             dataset_id: dataset,
@@ -323,6 +356,78 @@ pub fn derive(tx: &Transaction, lookups: &Lookups) -> Vec<Event> {
             dataset_type: meta_row.and_then(|r| field(r, "type")).map(String::from),
             occurred_at,
         };
+        let view = DatasetView {
+            summary: &summary,
+            lookups,
+            dataset,
+            before,
+            after,
+            own,
+            meta: &meta,
+        };
+
+        // Classes that see the same visibility before and after see the same events.
+        // Rights come from the organization, so while it stays the same nobody reads
+        // the dataset on one side only, and those two classes need no events.
+        let organization_before = before.and_then(|r| field(r, "owner_org"));
+        let organization_after = after.and_then(|r| field(r, "owner_org"));
+        let moved = organization_before != organization_after;
+        let mut groups: Vec<((bool, bool), Audience)> = Vec::new();
+        for class in Class::ALL {
+            if !moved && class.reads_before != class.reads_after {
+                continue;
+            }
+            let seen = seen_by(class, before, after);
+            match groups.iter_mut().find(|(s, _)| *s == seen) {
+                Some((_, audience)) => *audience = audience.with(class),
+                None => groups.push((seen, Audience::NOBODY.with(class))),
+            }
+        }
+        if let [(_, audience)] = groups.as_mut_slice() {
+            *audience = Audience::EVERYONE;
+        }
+        for ((was_visible, is_visible), audience) in groups {
+            for event in view.events(was_visible, is_visible) {
+                events.push(ScopedEvent {
+                    event,
+                    audience,
+                    organization_before: organization_before.map(String::from),
+                    organization_after: organization_after.map(String::from),
+                });
+            }
+        }
+    }
+    events
+}
+
+/// Derives the transaction's events as someone who reads no private dataset sees them
+/// (the [`Class::OUTSIDER`] class), in order.
+pub fn derive(tx: &Transaction, lookups: &Lookups) -> Vec<Event> {
+    derive_scoped(tx, lookups)
+        .into_iter()
+        .filter(|e| e.audience.contains(Class::OUTSIDER))
+        .map(|e| e.event)
+        .collect()
+}
+
+/// One dataset of a transaction, with what its events are made of.
+struct DatasetView<'a> {
+    summary: &'a Summary,
+    lookups: &'a Lookups,
+    dataset: &'a String,
+    before: Option<&'a Value>,
+    after: Option<&'a Value>,
+    own: Option<&'a Track>,
+    meta: &'a Meta<'a>,
+}
+
+impl DatasetView<'_> {
+    /// The dataset's events for subscribers to whom it was and is visible as given.
+    fn events(&self, was_visible: bool, is_visible: bool) -> Vec<Event> {
+        let (summary, lookups, dataset, meta) =
+            (self.summary, self.lookups, self.dataset, self.meta);
+        let (before, after, own) = (self.before, self.after, self.own);
+        let mut events = Vec::new();
 
         // Resource transitions: tracked ones first, then untouched ones of a dataset
         // whose visibility changed.
@@ -402,8 +507,8 @@ pub fn derive(tx: &Transaction, lookups: &Lookups) -> Vec<Event> {
             }
             (false, false) => {}
         }
+        events
     }
-    events
 }
 
 /// The dataset a resource belongs to after the transaction (before it, if deleted).
@@ -455,3 +560,7 @@ pub fn new_id() -> String {
 #[cfg(test)]
 #[path = "derive_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "derive_access_tests.rs"]
+mod access_tests;

@@ -13,12 +13,12 @@ fn hash(row: &Value) -> String {
     format!("{:x}", Sha256::digest(row.to_string().as_bytes()))
 }
 
-struct Tx {
+pub(super) struct Tx {
     changes: Vec<Change>,
 }
 
 impl Tx {
-    fn new() -> Tx {
+    pub(super) fn new() -> Tx {
         Tx {
             changes: Vec::new(),
         }
@@ -86,19 +86,19 @@ impl Tx {
         self
     }
 
-    fn ins(&mut self, table: Table, row: Value) -> &mut Tx {
+    pub(super) fn ins(&mut self, table: Table, row: Value) -> &mut Tx {
         self.push(table, Op::Insert, None, Some(row))
     }
 
-    fn upd(&mut self, table: Table, old: &Value, new: &Value) -> &mut Tx {
+    pub(super) fn upd(&mut self, table: Table, old: &Value, new: &Value) -> &mut Tx {
         self.push(table, Op::Update, Some(old.clone()), Some(new.clone()))
     }
 
-    fn del(&mut self, table: Table, row: Value) -> &mut Tx {
+    pub(super) fn del(&mut self, table: Table, row: Value) -> &mut Tx {
         self.push(table, Op::Delete, Some(row), None)
     }
 
-    fn derive(&self, lookups: &Lookups) -> Vec<(String, String)> {
+    pub(super) fn derive(&self, lookups: &Lookups) -> Vec<(String, String)> {
         let tx = Transaction {
             txid: 1,
             changes: self.changes.clone(),
@@ -109,7 +109,18 @@ impl Tx {
             .collect()
     }
 
-    fn events(&self, lookups: &Lookups) -> Vec<Event> {
+    pub(super) fn transaction(&self) -> Transaction {
+        Transaction {
+            txid: 1,
+            changes: self.changes.clone(),
+        }
+    }
+
+    pub(super) fn scoped(&self, lookups: &Lookups) -> Vec<ScopedEvent> {
+        derive_scoped(&self.transaction(), lookups)
+    }
+
+    pub(super) fn events(&self, lookups: &Lookups) -> Vec<Event> {
         derive(
             &Transaction {
                 txid: 1,
@@ -120,28 +131,28 @@ impl Tx {
     }
 }
 
-fn pkg(id: &str) -> Value {
+pub(super) fn pkg(id: &str) -> Value {
     json!({"id": id, "name": id, "title": "T", "state": "active", "private": false,
            "owner_org": "org1", "type": "dataset", "metadata_modified": "2026-01-01T00:00:00",
            "plugin_data": {"secret": 1}})
 }
 
-fn res(id: &str, package: &str) -> Value {
+pub(super) fn res(id: &str, package: &str) -> Value {
     json!({"id": id, "package_id": package, "url": "http://x/a.csv", "format": "CSV",
            "state": "active", "position": 0, "metadata_modified": "2026-01-01T00:00:00"})
 }
 
-fn with(row: &Value, key: &str, value: Value) -> Value {
+pub(super) fn with(row: &Value, key: &str, value: Value) -> Value {
     let mut row = row.clone();
     row[key] = value;
     row
 }
 
-fn ev(topic: &str, id: &str) -> (String, String) {
+pub(super) fn ev(topic: &str, id: &str) -> (String, String) {
     (topic.to_string(), id.to_string())
 }
 
-fn no_lookups() -> Lookups {
+pub(super) fn no_lookups() -> Lookups {
     Lookups::default()
 }
 
@@ -361,9 +372,10 @@ fn private_flips_are_delete_and_create_for_the_public() {
     );
 }
 
-// Private datasets produce no events at all (until access control lands).
+// Private datasets produce nothing for those who cannot read them (see
+// derive_access_tests.rs for those who can).
 #[test]
-fn private_datasets_produce_nothing() {
+fn private_datasets_produce_nothing_for_outsiders() {
     let private = with(&pkg("p1"), "private", json!(true));
     let mut tx = Tx::new();
     tx.ins(Table::Package, private.clone())

@@ -50,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0006_requeue.sql"),
         capture: false,
     },
+    Migration {
+        name: "0007_audience",
+        sql: include_str!("../sql/0007_audience.sql"),
+        capture: false,
+    },
 ];
 
 /// The names of every embedded SQL file, in the order install applies them.

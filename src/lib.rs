@@ -5,6 +5,7 @@
 //! - [`watch`]: wakes on NOTIFY or a timer and turns committed change-log transactions
 //!   into events and delivery rows, one transaction at a time.
 //! - [`derive`]: the pure rules that turn one transaction's row changes into CKAN events.
+//! - [`audience`]: the reader classes of a private dataset and the audience of an event.
 //! - [`payload`]: the JSON body a receiver gets.
 //! - [`deliver`]: claims due deliveries and sends them with a rate-limited hyper client.
 //! - [`retry`]: the backoff schedule.
@@ -22,6 +23,7 @@
 //!   [`ini`], a reader following Python's configparser as CKAN uses it.
 
 pub mod api;
+pub mod audience;
 pub mod check;
 pub mod ckan_ini;
 pub mod cluster;

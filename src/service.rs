@@ -95,6 +95,9 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
             pool.clone(),
             config.database_url.clone(),
             config.poll_interval,
+            watch::Options {
+                allow_dataset_collaborators: config.allow_dataset_collaborators,
+            },
             deliver_wake.clone(),
             shutdown.clone(),
         )),

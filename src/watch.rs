@@ -20,6 +20,14 @@ pub const CHANNEL: &str = "ckan_webhooks";
 /// Transactions derived per database transaction of ours.
 const BATCH: i64 = 100;
 
+/// CKAN settings the watcher applies when it fans events out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// CKAN's `ckan.auth.allow_dataset_collaborators`: collaborators of a private
+    /// dataset may read it, so their hooks receive its events. Off in CKAN by default.
+    pub allow_dataset_collaborators: bool,
+}
+
 /// What one derive pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Derived {
@@ -33,7 +41,7 @@ pub struct Derived {
 
 /// Derives waiting transactions in batches until the change log is empty or another
 /// instance holds the derive lock.
-pub async fn derive_pending(pool: &Pool) -> Result<Derived> {
+pub async fn derive_pending(pool: &Pool, options: &Options) -> Result<Derived> {
     let mut total = Derived::default();
     loop {
         let mut client = pool.get().await?;
@@ -47,15 +55,23 @@ pub async fn derive_pending(pool: &Pool) -> Result<Derived> {
         if transactions.is_empty() {
             return Ok(total);
         }
+        let collaborators =
+            options.allow_dataset_collaborators && changes::has_collaborators(&*tx).await?;
         let mut ids = Vec::new();
         let mut derived = Vec::new();
         for transaction in &transactions {
             derived.push(transaction.txid.to_string());
             let lookups = changes::lookups(&*tx, transaction, &derived).await?;
-            for event in derive::derive(transaction, &lookups) {
-                total.deliveries += changes::record_event(&*tx, transaction.txid, &event).await?;
+            for scoped in derive::derive_scoped(transaction, &lookups) {
+                total.deliveries +=
+                    changes::record_event(&*tx, transaction.txid, &scoped, collaborators).await?;
                 total.events += 1;
-                tracing::debug!(event_id = %event.id, topic = %event.topic, "event derived");
+                tracing::debug!(
+                    event_id = %scoped.event.id,
+                    topic = %scoped.event.topic,
+                    audience = scoped.audience.bits(),
+                    "event derived"
+                );
             }
             ids.extend(transaction.changes.iter().map(|c| c.id));
         }
@@ -71,6 +87,7 @@ pub async fn run(
     pool: Pool,
     database_url: String,
     poll_interval: Duration,
+    options: Options,
     deliver_wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -78,7 +95,7 @@ pub async fn run(
     let listener = tokio::spawn(listen(database_url, wake.clone(), shutdown.clone()));
 
     loop {
-        match derive_pending(&pool).await {
+        match derive_pending(&pool, &options).await {
             Ok(done) if done.transactions > 0 => {
                 tracing::info!(
                     transactions = done.transactions,

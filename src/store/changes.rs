@@ -1,9 +1,8 @@
 //! Queries on the change log and on the CKAN rows derivation needs, and the recording of
 //! derived events with their deliveries.
 
-use crate::derive::{Change, Lookups, Op, Table, Transaction};
+use crate::derive::{Change, Lookups, Op, ScopedEvent, Table, Transaction};
 use crate::error::Result;
-use crate::payload::Event;
 use std::collections::HashMap;
 use tokio_postgres::GenericClient;
 
@@ -153,15 +152,36 @@ pub async fn lookups(
     Ok(lookups)
 }
 
+/// Whether this CKAN has dataset collaborators (`package_member`, CKAN 2.9 and later).
+pub async fn has_collaborators(client: &impl GenericClient) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('public.package_member') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Stores one event and creates a pending delivery for every active subscription whose
-/// topic and filters match. Returns the number of deliveries created.
-pub async fn record_event(client: &impl GenericClient, txid: i64, event: &Event) -> Result<u64> {
+/// topic and filters match, whose owner is an active CKAN user, and whose owner's
+/// reader class is in the event's audience. The class comes from the owner's rights
+/// now: a sysadmin reads everything; an active member (any capacity) of an active
+/// organization reads its datasets; with `collaborators`, a dataset's collaborators
+/// read it. Returns the number of deliveries created.
+pub async fn record_event(
+    client: &impl GenericClient,
+    txid: i64,
+    scoped: &ScopedEvent,
+    collaborators: bool,
+) -> Result<u64> {
+    let event = &scoped.event;
     client
         .execute(
             "INSERT INTO ckan_webhooks.event
                  (id, txid, topic, dataset_id, organization_id, dataset_type, entity, changes,
-                  occurred_at)
-             VALUES ($1, $2::text::xid8, $3, $4, $5, $6, $7, $8, $9)",
+                  occurred_at, audience, organization_before, organization_after)
+             VALUES ($1, $2::text::xid8, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &event.id,
                 &txid.to_string(),
@@ -172,6 +192,9 @@ pub async fn record_event(client: &impl GenericClient, txid: i64, event: &Event)
                 &event.entity,
                 &event.changes,
                 &event.occurred_at,
+                &scoped.audience.bits(),
+                &scoped.organization_before,
+                &scoped.organization_after,
             ],
         )
         .await?;
@@ -189,25 +212,53 @@ pub async fn record_event(client: &impl GenericClient, txid: i64, event: &Event)
     } else {
         None
     };
+
+    // The owner's class: reads_before + 2 * reads_after, from their rights now. Public
+    // events (audience 15) skip the rights lookups: CASE evaluates only its branch.
+    let everywhere = if collaborators {
+        // Named only when the setting is on, so CKAN 2.8 (no such table) never sees it.
+        "u.sysadmin OR EXISTS (SELECT 1 FROM public.package_member pm
+                               WHERE pm.package_id = e.dataset_id AND pm.user_id = u.id)"
+    } else {
+        "u.sysadmin"
+    };
+    let member_of = |organization: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM public.member m
+                     JOIN public.\"group\" g ON g.id = m.group_id AND g.state = 'active'
+                     WHERE m.table_name = 'user' AND m.table_id = u.id
+                       AND m.state = 'active' AND m.group_id = {organization})"
+        )
+    };
+    let reads_before = format!("({everywhere} OR {})", member_of("e.organization_before"));
+    let reads_after = format!("({everywhere} OR {})", member_of("e.organization_after"));
     let created = client
         .execute(
-            "INSERT INTO ckan_webhooks.delivery (id, event_id, subscription_id, dataset_id)
-             SELECT md5(gen_random_uuid()::text || s.id), $1, s.id, $2
-             FROM ckan_webhooks.subscription s
-             WHERE s.state = 'active'
-               AND (s.topic = $3 OR s.topic = '*' OR s.topic = split_part($3, '/', 1) || '/*')
-               AND (NOT s.filters ? 'dataset'
-                    OR s.filters ->> 'dataset' IN ($2, $6)
-                    OR s.filters ->> 'dataset' =
-                       (SELECT p.name FROM public.package p WHERE p.id = $2))
-               AND (NOT s.filters ? 'organization'
-                    OR s.filters ->> 'organization' = $4
-                    OR s.filters ->> 'organization' =
-                       (SELECT g.name FROM public.\"group\" g WHERE g.id = $4))
-               AND (NOT s.filters ? 'dataset_type' OR s.filters ->> 'dataset_type' = $5)
-               AND (NOT s.filters ? 'resource_format'
-                    OR lower(s.filters ->> 'resource_format') = lower($7))
-             ORDER BY s.id",
+            &format!(
+                "INSERT INTO ckan_webhooks.delivery (id, event_id, subscription_id, dataset_id)
+                 SELECT md5(gen_random_uuid()::text || s.id), e.id, s.id, e.dataset_id
+                 FROM ckan_webhooks.event e
+                 JOIN ckan_webhooks.subscription s ON s.state = 'active'
+                 JOIN public.\"user\" u ON u.id = s.owner_id AND u.state = 'active'
+                 WHERE e.id = $1
+                   AND (s.topic = $3 OR s.topic = '*' OR s.topic = split_part($3, '/', 1) || '/*')
+                   AND (NOT s.filters ? 'dataset'
+                        OR s.filters ->> 'dataset' IN ($2, $6)
+                        OR s.filters ->> 'dataset' =
+                           (SELECT p.name FROM public.package p WHERE p.id = $2))
+                   AND (NOT s.filters ? 'organization'
+                        OR s.filters ->> 'organization' = $4
+                        OR s.filters ->> 'organization' =
+                           (SELECT g.name FROM public.\"group\" g WHERE g.id = $4))
+                   AND (NOT s.filters ? 'dataset_type' OR s.filters ->> 'dataset_type' = $5)
+                   AND (NOT s.filters ? 'resource_format'
+                        OR lower(s.filters ->> 'resource_format') = lower($7))
+                   AND CASE WHEN e.audience = 15 THEN true
+                            ELSE e.audience & (1 << ({reads_before}::int
+                                                     + 2 * {reads_after}::int)) <> 0
+                       END
+                 ORDER BY s.id"
+            ),
             &[
                 &event.id,
                 &event.dataset_id,

@@ -3,31 +3,45 @@
 //! the deriver, with the exact events each must produce.
 
 use crate::support::db::{Schema, TestDb};
+use ckan_webhooks::audience::Class;
 use ckan_webhooks::{store, watch};
 
 /// Runs `sql` (one CKAN transaction or several), derives, and returns the new events
-/// as (topic, entity id) in order.
-async fn step(db: &TestDb, sql: &str) -> Vec<(String, String)> {
+/// as (topic, entity id, audience) in order.
+async fn step_scoped(db: &TestDb, sql: &str) -> Vec<(String, String, i16)> {
     let client = db.client().await;
     client
         .batch_execute(sql)
         .await
         .unwrap_or_else(|err| panic!("{sql}: {err}"));
     let pool = store::pool(&db.url, 2).unwrap();
-    watch::derive_pending(&pool).await.unwrap();
+    watch::derive_pending(&pool, &watch::Options::default())
+        .await
+        .unwrap();
     let rows = client
         .query(
-            "DELETE FROM ckan_webhooks.event RETURNING seq, topic, entity->>'id'",
+            "DELETE FROM ckan_webhooks.event RETURNING seq, topic, entity->>'id', audience",
             &[],
         )
         .await
         .unwrap();
-    let mut events: Vec<(i64, String, String)> = rows
+    let mut events: Vec<(i64, String, String, i16)> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
     events.sort();
-    events.into_iter().map(|(_, t, id)| (t, id)).collect()
+    events.into_iter().map(|(_, t, id, a)| (t, id, a)).collect()
+}
+
+/// Runs `sql` and returns the new events that someone who reads no private dataset
+/// receives, as (topic, entity id) in order.
+async fn step(db: &TestDb, sql: &str) -> Vec<(String, String)> {
+    step_scoped(db, sql)
+        .await
+        .into_iter()
+        .filter(|(_, _, audience)| audience & Class::OUTSIDER.bit() != 0)
+        .map(|(t, id, _)| (t, id))
+        .collect()
 }
 
 fn ev(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -77,14 +91,22 @@ async fn ckan_212_actions_give_the_exact_events() {
         ])
     );
 
-    // 12. package_create (private=True, in org): nothing for now.
+    // 12. package_create (private=True, in org): nothing for outsiders; for those who
+    // read it after (members of org, sysadmins), create then resource create.
     let private = "BEGIN;
         INSERT INTO package (id, name, type, owner_org, private, state, metadata_modified)
         VALUES ('priv', 'lab-private', 'dataset', 'org', true, 'active', now());
         INSERT INTO resource (id, package_id, url, position, state) VALUES ('p1', 'priv', 'u', 0, 'active');
         UPDATE package SET metadata_modified = now() WHERE id = 'priv';
         COMMIT;";
-    assert_eq!(step(&db, private).await, ev(&[]));
+    let readers = Class::new(false, true).bit() | Class::READER.bit();
+    assert_eq!(
+        step_scoped(&db, private).await,
+        vec![
+            ("dataset/create".to_string(), "priv".to_string(), readers),
+            ("resource/create".to_string(), "p1".to_string(), readers)
+        ]
+    );
 
     // 14-16. UI draft flow: nothing until it goes active, then create + resources.
     let draft = "BEGIN;

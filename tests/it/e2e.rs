@@ -211,19 +211,43 @@ async fn huge_text_arrives_whole() {
     service.stop().await;
 }
 
-/// Private datasets produce no events at all (the safe default until access control).
+/// A private dataset's webhooks reach a member of its organization, in order, and
+/// nothing of it reaches an outsider.
 #[tokio::test]
-async fn private_datasets_send_nothing() {
+async fn private_datasets_reach_members_only() {
     let db = TestDb::installed().await;
     let client = db.client().await;
-    let receiver = Receiver::start().await;
+    let member_receiver = Receiver::start().await;
+    let outsider_receiver = Receiver::start().await;
     let service = TestService::start(&db).await;
-    let dev = app_developer(&db).await;
-    service.subscribe(&dev, "*", &receiver.url()).await;
+    let member = app_developer(&db).await;
+    let outsider = app_developer(&db).await;
+    client
+        .execute(
+            "INSERT INTO \"group\" (id, name, type, is_organization, state)
+             VALUES ('org-e2e', 'org-e2e', 'organization', true, 'active');",
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO member (id, group_id, table_id, table_name, capacity, state)
+             VALUES ('mem-e2e', 'org-e2e', $1, 'user', 'member', 'active')",
+            &[&member.id],
+        )
+        .await
+        .unwrap();
+    service
+        .subscribe(&member, "*", &member_receiver.url())
+        .await;
+    service
+        .subscribe(&outsider, "*", &outsider_receiver.url())
+        .await;
 
     // Each statement is its own transaction, as separate CKAN actions are.
     for sql in [
-        "INSERT INTO package (id, name, type, private, state) VALUES ('secret', 'secret', 'dataset', true, 'active')",
+        "INSERT INTO package (id, name, type, owner_org, private, state) VALUES ('secret', 'secret', 'dataset', 'org-e2e', true, 'active')",
         "INSERT INTO resource (id, package_id, url, state) VALUES ('sr', 'secret', 'u', 'active')",
         "UPDATE package SET title = 'still secret' WHERE id = 'secret'",
         "UPDATE resource SET url = 'v' WHERE id = 'sr'",
@@ -232,19 +256,51 @@ async fn private_datasets_send_nothing() {
     ] {
         client.batch_execute(sql).await.unwrap();
     }
+
+    // The member hears everything, in order per dataset.
+    let got = member_receiver.wait_for(9, WAIT).await;
+    let secret: Vec<(String, String)> = topics(&got)
+        .into_iter()
+        .filter(|(_, id)| id != "marker")
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("dataset/create", "secret"),
+        ("resource/create", "sr"),
+        ("dataset/update", "secret"),
+        ("dataset/update", "secret"),
+        ("resource/update", "sr"),
+        ("dataset/update", "secret"),
+        ("resource/delete", "sr"),
+        ("dataset/delete", "secret"),
+    ]
+    .iter()
+    .map(|(t, id)| (t.to_string(), id.to_string()))
+    .collect();
+    assert_eq!(secret, expected);
+    assert!(got
+        .iter()
+        .all(|r| r.json()["user_ref"] == member.id.as_str()));
+
     // Transactions are derived in commit order: once the marker arrives, anything the
-    // private dataset produced would have been recorded before it.
-    let got = receiver.wait_for(1, WAIT).await;
+    // private dataset gave the outsider would have been recorded before it.
+    let got = outsider_receiver.wait_for(1, WAIT).await;
     assert_eq!(
         topics(&got),
         vec![("dataset/create".into(), "marker".into())]
     );
-    let events: i64 = client
-        .query_one("SELECT count(*) FROM ckan_webhooks.event", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(events, 1);
+    for (owner, expected) in [(&outsider, 1), (&member, 9)] {
+        let deliveries: i64 = client
+            .query_one(
+                "SELECT count(*) FROM ckan_webhooks.delivery d
+                 JOIN ckan_webhooks.subscription s ON s.id = d.subscription_id
+                 WHERE s.owner_id = $1",
+                &[&owner.id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(deliveries, expected, "deliveries to {}", owner.name);
+    }
     service.stop().await;
 }
 

@@ -44,7 +44,8 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
             "0003_delivery_log",
             "0004_column_snapshot",
             "0005_delivery_indexes",
-            "0006_requeue"
+            "0006_requeue",
+            "0007_audience"
         ]
     );
     assert_eq!(report.captured_tables, expected_tables, "{schema:?}");

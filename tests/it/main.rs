@@ -1,5 +1,6 @@
 //! The one integration test binary: everything that touches PostgreSQL or HTTP.
 
+mod access;
 mod api;
 mod capture;
 mod check;

@@ -15,9 +15,10 @@ use ckan_webhooks::{config, install, sign};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Follows the event log and the receiver step by step.
+/// Follows one hook's deliveries and its receiver step by step.
 struct Watch {
     sql: tokio_postgres::Client,
+    hook: String,
     receiver: Receiver,
     secret: String,
     last_seq: i64,
@@ -26,8 +27,8 @@ struct Watch {
 
 impl Watch {
     /// Waits until every captured change is derived and every delivery is done, then
-    /// answers the events since the last call as (topic, entity id, changes), and checks
-    /// the receiver got exactly those, signed.
+    /// answers the events delivered to this hook since the last call as (topic, entity
+    /// id, changes), and checks the receiver got exactly those, signed.
     async fn step(&mut self, what: &str) -> Vec<(String, String, Value)> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -53,9 +54,11 @@ impl Watch {
         let rows = self
             .sql
             .query(
-                "SELECT seq, topic, entity->>'id', coalesce(changes, 'null'::jsonb), id
-                 FROM ckan_webhooks.event WHERE seq > $1 ORDER BY seq",
-                &[&self.last_seq],
+                "SELECT e.seq, e.topic, e.entity->>'id', coalesce(e.changes, 'null'::jsonb), e.id
+                 FROM ckan_webhooks.event e
+                 JOIN ckan_webhooks.delivery d ON d.event_id = e.id AND d.subscription_id = $2
+                 WHERE e.seq > $1 ORDER BY e.seq",
+                &[&self.last_seq, &self.hook],
             )
             .await
             .unwrap();
@@ -100,6 +103,36 @@ impl Watch {
     }
 }
 
+/// Creates a `*` hook with `token` to a new receiver and follows it.
+async fn watch_hook(service: &TestService, db: &TestDb, token: &str) -> Watch {
+    let receiver = Receiver::start().await;
+    let (status, created) = call_at(
+        service.addr,
+        "webhook_create",
+        Some(token),
+        json!({"topic": "*", "address": receiver.url()}),
+    )
+    .await;
+    assert_eq!(status, 200, "a real CKAN token is accepted: {created}");
+    let hook = created["result"].as_str().unwrap().to_string();
+    let (_, shown) = call_at(
+        service.addr,
+        "webhook_show",
+        Some(token),
+        json!({"id": hook}),
+    )
+    .await;
+    let secret = shown["result"]["secret"].as_str().unwrap().to_string();
+    Watch {
+        sql: db.client().await,
+        hook,
+        receiver,
+        secret,
+        last_seq: 0,
+        received: 0,
+    }
+}
+
 fn topics(events: &[(String, String, Value)]) -> Vec<(&str, &str)> {
     events
         .iter()
@@ -139,32 +172,8 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
     config.token_secret = config::parse_token_secret(ckan.token_secret()).unwrap();
     config.site_url = ckan.site_url().to_string();
     let service = TestService::start_with(config).await;
-    let receiver = Receiver::start().await;
     let token = ckan.token("lab_editor").await;
-    let (status, created) = call_at(
-        service.addr,
-        "webhook_create",
-        Some(&token),
-        json!({"topic": "*", "address": receiver.url()}),
-    )
-    .await;
-    assert_eq!(status, 200, "a real CKAN token is accepted: {created}");
-    let hook = created["result"].as_str().unwrap().to_string();
-    let (_, shown) = call_at(
-        service.addr,
-        "webhook_show",
-        Some(&token),
-        json!({"id": hook}),
-    )
-    .await;
-    let secret = shown["result"]["secret"].as_str().unwrap().to_string();
-    let mut watch = Watch {
-        sql: db.client().await,
-        receiver,
-        secret,
-        last_seq: 0,
-        received: 0,
-    };
+    let mut watch = watch_hook(&service, &db, &token).await;
 
     // package_create with resources.
     let public = act(
@@ -326,8 +335,13 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
     let events = watch.step("package_create reusing the name").await;
     assert_eq!(topics(&events), vec![("dataset/create", second.as_str())]);
 
-    // A private dataset: nothing, for now, to anyone.
-    act(
+    // A private dataset reaches those who may read it. lab_editor is editor of lab-org
+    // and lab-org-2, lab_member a member of lab-org only, lab_outsider of nothing.
+    let token = ckan.token("lab_member").await;
+    let mut member = watch_hook(&service, &db, &token).await;
+    let token = ckan.token("lab_outsider").await;
+    let mut outsider = watch_hook(&service, &db, &token).await;
+    let private = act(
         &mut ckan,
         "package_create",
         "lab_editor",
@@ -335,7 +349,68 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
                "resources": [{"name": "p", "url": "http://x/p.csv"}]}),
     )
     .await;
-    assert!(watch.step("private package_create").await.is_empty());
+    let v = private["id"].as_str().unwrap().to_string();
+    let vr = rid(&private, 0);
+    let created = vec![("dataset/create", v.as_str()), ("resource/create", &vr)];
+    let deleted = vec![("resource/delete", vr.as_str()), ("dataset/delete", &v)];
+    let updated = vec![("dataset/update", v.as_str())];
+    let what = "private package_create";
+    assert_eq!(topics(&watch.step(what).await), created);
+    assert_eq!(topics(&member.step(what).await), created);
+    assert!(outsider.step(what).await.is_empty());
+
+    // Made public: a create for the outsider, an update for the members.
+    act(
+        &mut ckan,
+        "package_patch",
+        "lab_editor",
+        json!({"id": v, "private": false}),
+    )
+    .await;
+    let what = "private made public";
+    assert_eq!(topics(&watch.step(what).await), updated);
+    assert_eq!(topics(&member.step(what).await), updated);
+    assert_eq!(topics(&outsider.step(what).await), created);
+
+    // Made private again: a delete for the outsider, an update for the members.
+    act(
+        &mut ckan,
+        "package_patch",
+        "lab_editor",
+        json!({"id": v, "private": true}),
+    )
+    .await;
+    let what = "public made private";
+    assert_eq!(topics(&watch.step(what).await), updated);
+    assert_eq!(topics(&member.step(what).await), updated);
+    assert_eq!(topics(&outsider.step(what).await), deleted);
+
+    // Moved to lab-org-2: still readable by its editor (an update), gone for the member
+    // of lab-org only (a delete), still nothing for the outsider.
+    act(
+        &mut ckan,
+        "package_patch",
+        "lab_editor",
+        json!({"id": v, "owner_org": "lab-org-2"}),
+    )
+    .await;
+    let what = "private dataset moved to lab-org-2";
+    assert_eq!(topics(&watch.step(what).await), updated);
+    assert_eq!(topics(&member.step(what).await), deleted);
+    assert!(outsider.step(what).await.is_empty());
+
+    // A change the member may no longer read reaches only the editor.
+    act(
+        &mut ckan,
+        "package_patch",
+        "lab_editor",
+        json!({"id": v, "title": "Moved"}),
+    )
+    .await;
+    let what = "package_patch in lab-org-2";
+    assert_eq!(topics(&watch.step(what).await), updated);
+    assert!(member.step(what).await.is_empty());
+    assert!(outsider.step(what).await.is_empty());
 
     service.stop().await;
 }

@@ -45,9 +45,16 @@ fn start_watch(
     let url = db.url.clone();
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
-        watch::run(pool, url, poll, Arc::new(Notify::new()), shutdown)
-            .await
-            .unwrap();
+        watch::run(
+            pool,
+            url,
+            poll,
+            watch::Options::default(),
+            Arc::new(Notify::new()),
+            shutdown,
+        )
+        .await
+        .unwrap();
     })
 }
 
