@@ -171,6 +171,8 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
     let mut config = service::config(&db);
     config.token_secret = config::parse_token_secret(ckan.token_secret()).unwrap();
     config.site_url = ckan.site_url().to_string();
+    // The harness's ini turns collaborators on, as an admin would read it from there.
+    config.allow_dataset_collaborators = true;
     let service = TestService::start_with(config).await;
     let token = ckan.token("lab_editor").await;
     let mut watch = watch_hook(&service, &db, &token).await;
@@ -410,6 +412,44 @@ async fn real_ckan_actions_give_the_exact_webhooks() {
     let what = "package_patch in lab-org-2";
     assert_eq!(topics(&watch.step(what).await), updated);
     assert!(member.step(what).await.is_empty());
+    assert!(outsider.step(what).await.is_empty());
+
+    // The outsider made a collaborator reads the private dataset: later changes reach
+    // them (joining replays nothing); removed again, nothing more.
+    act(
+        &mut ckan,
+        "package_collaborator_create",
+        "lab_sysadmin",
+        json!({"id": v, "user_id": "lab_outsider", "capacity": "member"}),
+    )
+    .await;
+    act(
+        &mut ckan,
+        "package_patch",
+        "lab_editor",
+        json!({"id": v, "title": "Shared"}),
+    )
+    .await;
+    let what = "package_patch with a collaborator";
+    assert_eq!(topics(&watch.step(what).await), updated);
+    assert_eq!(topics(&outsider.step(what).await), updated);
+    assert!(member.step(what).await.is_empty());
+    act(
+        &mut ckan,
+        "package_collaborator_delete",
+        "lab_sysadmin",
+        json!({"id": v, "user_id": "lab_outsider"}),
+    )
+    .await;
+    act(
+        &mut ckan,
+        "package_patch",
+        "lab_editor",
+        json!({"id": v, "title": "Unshared"}),
+    )
+    .await;
+    let what = "package_patch after the collaborator left";
+    assert_eq!(topics(&watch.step(what).await), updated);
     assert!(outsider.step(what).await.is_empty());
 
     service.stop().await;
