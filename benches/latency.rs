@@ -86,6 +86,7 @@ async fn main() {
     client
         .batch_execute(
             "INSERT INTO package (id, name, type, private, state) VALUES ('b', 'b', 'dataset', false, 'active');
+             INSERT INTO \"user\" (id, name, state) VALUES ('u', 'u', 'active');
              INSERT INTO ckan_webhooks.subscription (id, owner_id, topic, address, secret)
              VALUES ('bench', 'u', 'dataset/update', 'placeholder', 'whsec_YmVuY2htYXJrLXNlY3JldC1rZXktMzJieXRlcyE=');",
         )
@@ -113,6 +114,10 @@ async fn main() {
         pool_size: 8,
         delivery: DeliveryConfig {
             allow_private_targets: true,
+            // One commit every few milliseconds is faster than the default 50 requests
+            // per second to one destination: the limiter, not the pipeline, would be
+            // timed.
+            rate_per_destination: 100_000,
             ..DeliveryConfig::default()
         },
         retention: None,
