@@ -10,8 +10,8 @@
 //! `cargo bench --bench delivery` (uses `CKAN_WEBHOOKS_BENCH_DATABASE_URL`, a server's
 //! `postgres` database, when set; else starts a throwaway cluster). Nothing is asserted.
 
+mod support;
 use bytes::Bytes;
-use ckan_webhooks::cluster::Cluster;
 use ckan_webhooks::config::DeliveryConfig;
 use ckan_webhooks::deliver::{self, client::Sender};
 use ckan_webhooks::install;
@@ -303,20 +303,9 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let samples = 200;
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .init();
-    }
+    support::init_logging();
 
-    let (cluster, admin_url) = match std::env::var("CKAN_WEBHOOKS_BENCH_DATABASE_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let cluster = Cluster::start().await.expect("throwaway cluster");
-            let url = cluster.url("postgres");
-            (Some(cluster), url)
-        }
-    };
+    let (cluster, admin_url) = support::server().await;
     let mut databases = Vec::new();
 
     let raw = raw_posts(n as usize).await;

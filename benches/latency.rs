@@ -7,8 +7,8 @@
 //! `cargo bench --bench latency` (uses `CKAN_WEBHOOKS_BENCH_DATABASE_URL`, a server's
 //! `postgres` database, when set; else starts a throwaway cluster).
 
+mod support;
 use bytes::Bytes;
-use ckan_webhooks::cluster::Cluster;
 use ckan_webhooks::config::{DeliveryConfig, MinimumAuth, RunConfig};
 use ckan_webhooks::{install, service, store};
 use http_body_util::{BodyExt, Full};
@@ -58,20 +58,9 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let write = std::env::args().any(|a| a == "--write");
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .init();
-    }
+    support::init_logging();
 
-    let (cluster, admin_url) = match std::env::var("CKAN_WEBHOOKS_BENCH_DATABASE_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let cluster = Cluster::start().await.expect("throwaway cluster");
-            let url = cluster.url("postgres");
-            (Some(cluster), url)
-        }
-    };
+    let (cluster, admin_url) = support::server().await;
     let admin = store::connect(&admin_url).await.unwrap();
     let name = format!("ckwh_bench_{:08x}", rand::random::<u32>());
     admin
