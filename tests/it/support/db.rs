@@ -23,26 +23,32 @@ pub enum Schema {
 struct Server {
     /// A URL to the server's `postgres` database, for CREATE/DROP DATABASE.
     admin_url: String,
-    /// Keeps a throwaway cluster alive for the life of the process.
-    _cluster: Option<Cluster>,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
+/// The throwaway cluster of this process, if one was started. Statics are never
+/// dropped, so it is stopped and removed by [`stop_cluster`] at process exit.
+static CLUSTER: std::sync::Mutex<Option<Cluster>> = std::sync::Mutex::new(None);
+
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+extern "C" fn stop_cluster() {
+    if let Ok(mut cluster) = CLUSTER.lock() {
+        drop(cluster.take());
+    }
+}
+
 fn server() -> &'static Server {
     SERVER.get_or_init(|| {
         if let Ok(url) = std::env::var("CKAN_WEBHOOKS_TEST_DATABASE_URL") {
-            return Server {
-                admin_url: url,
-                _cluster: None,
-            };
+            return Server { admin_url: url };
         }
         let local = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
         if std::net::TcpStream::connect("127.0.0.1:5432").is_ok() {
-            return Server {
-                admin_url: local,
-                _cluster: None,
-            };
+            return Server { admin_url: local };
         }
         eprintln!("no PostgreSQL on 127.0.0.1:5432: starting a throwaway cluster");
         let cluster = std::thread::spawn(|| {
@@ -53,10 +59,11 @@ fn server() -> &'static Server {
         .join()
         .unwrap()
         .expect("start a throwaway PostgreSQL cluster");
-        Server {
-            admin_url: cluster.url("postgres"),
-            _cluster: Some(cluster),
-        }
+        let admin_url = cluster.url("postgres");
+        *CLUSTER.lock().unwrap() = Some(cluster);
+        // SAFETY: registers a plain function with no arguments to run at exit.
+        unsafe { atexit(stop_cluster) };
+        Server { admin_url }
     })
 }
 
