@@ -47,6 +47,14 @@ pub async fn user_by_token_id<C: GenericClient>(
     if token_id.contains('\0') {
         return Ok(None);
     }
+    // CKAN 2.8 has no api_token table: no token can name anyone there.
+    let has_tokens: bool = client
+        .query_one("SELECT to_regclass('public.api_token') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !has_tokens {
+        return Ok(None);
+    }
     let row = client
         .query_opt(
             "SELECT u.id, u.name, u.sysadmin, u.state \

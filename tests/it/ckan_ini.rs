@@ -178,6 +178,39 @@ async fn bad_inis_fail_in_one_line_naming_file_and_key() {
     );
 }
 
+/// CKAN 2.8 has legacy keys and no `api_token` table: keys identify their users, and a
+/// JWT-shaped credential is an ordinary 403, not a server error.
+#[tokio::test]
+async fn ckan_2_8_takes_legacy_keys_and_refuses_tokens_cleanly() {
+    let Some(db) = TestDb::create(Schema::Real("2.8.12"), true).await else {
+        eprintln!("skipped: ../shared/ckan/schema-2.8.12.sql is absent");
+        return;
+    };
+    let client = db.client().await;
+    let told = users::ckan_release_line(&client).await.unwrap();
+    assert!(users::release_accepts_api_keys(told), "{told:?}");
+    let key = "28-legacy-key-0123456789abcdef";
+    client
+        .execute(
+            "INSERT INTO public.\"user\" (id, name, apikey, state, sysadmin, created)
+             VALUES ('u28', 'u28', $1, 'active', false, now())",
+            &[&key],
+        )
+        .await
+        .unwrap();
+    let options = Options {
+        accept_api_keys: users::release_accepts_api_keys(told),
+        ..Options::default()
+    };
+    let api = ApiServer::start_with(&db, options).await;
+    let (status, body) = api.call("webhook_list", Some(key), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let token = ckan_users::jwt("no-such-token", ckan_users::TOKEN_SECRET, json!({}));
+    let (status, body) = api.call("webhook_list", Some(&token), json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    api.stop().await;
+}
+
 #[tokio::test]
 async fn legacy_api_keys_follow_the_ckan_release() {
     let key = "3a9c2f1e-6d1b-4a55-9c0e-7f1d2b3c4d5e";
