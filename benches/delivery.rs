@@ -14,7 +14,6 @@ mod support;
 use bytes::Bytes;
 use ckan_webhooks::config::DeliveryConfig;
 use ckan_webhooks::deliver::{self, client::Sender};
-use ckan_webhooks::install;
 use ckan_webhooks::payload::Event;
 use ckan_webhooks::store::{self, deliveries::Claimed};
 use http_body_util::{BodyExt, Full};
@@ -28,7 +27,6 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-const CKAN_SCHEMA: &str = include_str!("../sql/ckan/ckan-2.12-core.sql");
 const SITE: &str = "http://ckan.bench";
 const SECRET: &str = "whsec_YmVuY2htYXJrLXNlY3JldC1rZXktMzJieXRlcyE=";
 
@@ -77,21 +75,6 @@ async fn hanging_receiver() -> (String, Arc<AtomicUsize>) {
         }
     });
     (url, count)
-}
-
-/// A fresh database with CKAN's core tables and the side schema.
-async fn database(admin_url: &str) -> (String, String) {
-    let admin = store::connect(admin_url).await.unwrap();
-    let name = format!("ckwh_bench_{:08x}", rand::random::<u32>());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-    let mut client = store::connect(&url).await.unwrap();
-    client.batch_execute(CKAN_SCHEMA).await.unwrap();
-    install::install(&mut client).await.unwrap();
-    (url, name)
 }
 
 async fn subscription(client: &tokio_postgres::Client, id: &str, address: &str) {
@@ -149,7 +132,7 @@ fn throughput_config() -> DeliveryConfig {
 /// Scenario 1: seconds to drain `n` deliveries (to the last arrival, and to the last
 /// record).
 async fn drain(admin_url: &str, n: i32) -> (Duration, Duration, String) {
-    let (url, name) = database(admin_url).await;
+    let (url, name) = support::database(admin_url).await;
     let client = store::connect(&url).await.unwrap();
     let (address, count, _arrivals) = fast_receiver().await;
     subscription(&client, "fast", &address).await;
@@ -240,7 +223,7 @@ async fn healthy_latency(
     samples: usize,
     hanging: i32,
 ) -> (Vec<Duration>, usize, String) {
-    let (url, name) = database(admin_url).await;
+    let (url, name) = support::database(admin_url).await;
     let client = store::connect(&url).await.unwrap();
     let (address, _count, mut arrivals) = fast_receiver().await;
     let (hang_address, hang_connections) = hanging_receiver().await;

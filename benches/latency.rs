@@ -10,7 +10,7 @@
 mod support;
 use bytes::Bytes;
 use ckan_webhooks::config::{DeliveryConfig, MinimumAuth, RunConfig};
-use ckan_webhooks::{install, service, store};
+use ckan_webhooks::{service, store};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -18,8 +18,6 @@ use hyper_util::rt::TokioIo;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-const CKAN_SCHEMA: &str = include_str!("../sql/ckan/ckan-2.12-core.sql");
 
 async fn receiver() -> (String, mpsc::UnboundedReceiver<Instant>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -61,17 +59,9 @@ async fn main() {
     support::init_logging();
 
     let (cluster, admin_url) = support::server().await;
+    let (url, name) = support::database(&admin_url).await;
     let admin = store::connect(&admin_url).await.unwrap();
-    let name = format!("ckwh_bench_{:08x}", rand::random::<u32>());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-
-    let mut client = store::connect(&url).await.unwrap();
-    client.batch_execute(CKAN_SCHEMA).await.unwrap();
-    install::install(&mut client).await.unwrap();
+    let client = store::connect(&url).await.unwrap();
     client
         .batch_execute(
             "INSERT INTO package (id, name, type, private, state) VALUES ('b', 'b', 'dataset', false, 'active');

@@ -120,6 +120,17 @@ fn resource_visible(row: Option<&Value>, dataset_visible: bool) -> bool {
     dataset_visible && row.is_some_and(|r| field(r, "state") == Some("active"))
 }
 
+/// What a transaction's derivation needs fetched, in order of first change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Datasets referenced by resource or child changes whose own row did not change:
+    /// fetched into [`Lookups::packages`].
+    pub untouched: Vec<String>,
+    /// Datasets whose visibility changed for any reader class: their resources are
+    /// fetched into [`Lookups::resources`].
+    pub visibility_changed: Vec<String>,
+}
+
 /// One committed transaction's changes, in capture order.
 #[derive(Debug, Clone)]
 pub struct Transaction {
@@ -192,33 +203,37 @@ impl Transaction {
         }
     }
 
-    /// Datasets referenced by resource or child changes whose own row did not change:
-    /// the caller fetches them into [`Lookups::packages`].
-    pub fn untouched_datasets(&self) -> Vec<String> {
+    /// The rows the rules need that the transaction did not write, worked out from one
+    /// pass over its changes: the caller fetches them into [`Lookups`].
+    pub fn needs(&self) -> Needs {
         let summary = self.summarise();
-        summary
-            .datasets
-            .into_iter()
-            .filter(|d| !summary.packages.contains_key(d))
-            .collect()
+        let mut needs = Needs::default();
+        for dataset in summary.datasets {
+            match summary.packages.get(&dataset) {
+                None => needs.untouched.push(dataset),
+                Some(track) => {
+                    let flipped = Class::ALL.iter().any(|class| {
+                        let (before, after) =
+                            seen_by(*class, track.before.as_ref(), track.after.as_ref());
+                        before != after
+                    });
+                    if flipped {
+                        needs.visibility_changed.push(dataset);
+                    }
+                }
+            }
+        }
+        needs
     }
 
-    /// Datasets whose visibility changed for any reader class: the caller fetches their
-    /// resources into [`Lookups::resources`].
+    /// Datasets referenced by resource or child changes whose own row did not change.
+    pub fn untouched_datasets(&self) -> Vec<String> {
+        self.needs().untouched
+    }
+
+    /// Datasets whose visibility changed for any reader class.
     pub fn visibility_changed_datasets(&self) -> Vec<String> {
-        let summary = self.summarise();
-        summary
-            .datasets
-            .into_iter()
-            .filter(|d| {
-                summary.packages.get(d).is_some_and(|t| {
-                    Class::ALL.iter().any(|class| {
-                        let (before, after) = seen_by(*class, t.before.as_ref(), t.after.as_ref());
-                        before != after
-                    })
-                })
-            })
-            .collect()
+        self.needs().visibility_changed
     }
 
     /// When the transaction's last change was captured.

@@ -1,6 +1,10 @@
 //! What every benchmark needs: logs when asked, and a PostgreSQL server to use.
 
 use ckan_webhooks::cluster::Cluster;
+use ckan_webhooks::{install, store};
+
+/// CKAN's core tables, loaded into every benchmark database.
+const CKAN_SCHEMA: &str = include_str!("../../sql/ckan/ckan-2.12-core.sql");
 
 /// Logs to stderr when `RUST_LOG` is set; benchmarks are quiet otherwise.
 pub fn init_logging() {
@@ -22,4 +26,19 @@ pub async fn server() -> (Option<Cluster>, String) {
             (Some(cluster), url)
         }
     }
+}
+
+/// A fresh database with CKAN's core tables and the side schema.
+pub async fn database(admin_url: &str) -> (String, String) {
+    let admin = store::connect(admin_url).await.unwrap();
+    let name = format!("ckwh_bench_{:08x}", rand::random::<u32>());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let mut client = store::connect(&url).await.unwrap();
+    client.batch_execute(CKAN_SCHEMA).await.unwrap();
+    install::install(&mut client).await.unwrap();
+    (url, name)
 }

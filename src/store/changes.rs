@@ -89,7 +89,8 @@ pub async fn lookups(
 ) -> Result<Lookups> {
     let mut lookups = Lookups::default();
 
-    let untouched = tx.untouched_datasets();
+    let needs = tx.needs();
+    let untouched = needs.untouched;
     if !untouched.is_empty() {
         let rows = client
             .query(
@@ -113,7 +114,7 @@ pub async fn lookups(
         lookups.packages = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     }
 
-    let flipped = tx.visibility_changed_datasets();
+    let flipped = needs.visibility_changed;
     if !flipped.is_empty() {
         let rows = client
             .query(
