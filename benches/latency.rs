@@ -100,6 +100,7 @@ async fn main() {
             ..DeliveryConfig::default()
         },
         retention: None,
+        capture: Default::default(),
     };
     let running = service::start(config, shutdown.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -118,6 +118,56 @@ pub struct RunConfig {
     /// Age after which finished deliveries, their attempts, unreferenced events and
     /// long-disabled or deleted subscriptions are removed; None keeps everything.
     pub retention: Option<Duration>,
+    /// How changes are captured: triggers, polling, and reconciliation.
+    pub capture: CaptureConfig,
+}
+
+/// How `run` learns of CKAN's changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Trigger mode when the capture triggers are installed on `package`, else poll mode.
+    #[default]
+    Auto,
+    /// The capture triggers write the change log; periodic reconciliation heals misses.
+    Trigger,
+    /// No triggers: passes compare CKAN's rows with the shadow.
+    Poll,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<Self> {
+        match value {
+            "auto" => Ok(Mode::Auto),
+            "trigger" => Ok(Mode::Trigger),
+            "poll" => Ok(Mode::Poll),
+            other => Err(Error::config(format!(
+                "invalid --mode {other:?}: expected auto, trigger or poll"
+            ))),
+        }
+    }
+}
+
+/// Capture settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// Trigger, poll, or chosen from what is installed.
+    pub mode: Mode,
+    /// Poll mode: time between passes.
+    pub poll_cycle: Duration,
+    /// Trigger mode: time between reconciliation passes; None turns them off.
+    pub reconcile_interval: Option<Duration>,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            mode: Mode::Auto,
+            poll_cycle: Duration::from_secs(10),
+            reconcile_interval: Some(Duration::from_secs(600)),
+        }
+    }
 }
 
 /// Resolves a token secret written as CKAN's config accepts it: `string:VALUE`,

@@ -141,6 +141,7 @@ async fn run_on(url: &str) -> Result<()> {
             ..DeliveryConfig::default()
         },
         retention: None,
+        capture: Default::default(),
     };
     let service = service::start(config, shutdown.clone()).await?;
     println!("service listening on http://{}", service.addr);

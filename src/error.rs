@@ -25,6 +25,8 @@ pub struct Error {
     /// The cause, printed by `Display` (not exposed as `source()`, so error reports that
     /// walk the chain do not print it twice).
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The SQLSTATE of a server error.
+    code: Option<String>,
 }
 
 impl Error {
@@ -34,6 +36,7 @@ impl Error {
             kind,
             message: message.into(),
             cause: None,
+            code: None,
         }
     }
 
@@ -46,6 +49,12 @@ impl Error {
     /// The error's kind.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// Whether a statement lost a serialization conflict or a deadlock, and may simply
+    /// be tried again.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self.code.as_deref(), Some("40001") | Some("40P01"))
     }
 
     /// A configuration error naming the bad value.
@@ -74,10 +83,14 @@ impl From<tokio_postgres::Error> for Error {
         // A server error says everything in its code and message; other errors (connect,
         // I/O) carry their detail in their causes.
         match err.as_db_error() {
-            Some(db) => Error::new(
-                ErrorKind::Database,
-                format!("database error {}: {}", db.code().code(), db.message()),
-            ),
+            Some(db) => {
+                let mut error = Error::new(
+                    ErrorKind::Database,
+                    format!("database error {}: {}", db.code().code(), db.message()),
+                );
+                error.code = Some(db.code().code().to_string());
+                error
+            }
             None => Error::new(ErrorKind::Database, "database error").with_source(err),
         }
     }

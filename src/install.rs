@@ -55,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0007_audience.sql"),
         capture: false,
     },
+    Migration {
+        name: "0008_shadow",
+        sql: include_str!("../sql/0008_shadow.sql"),
+        capture: false,
+    },
 ];
 
 /// The names of every embedded SQL file, in the order install applies them.
@@ -96,6 +101,15 @@ fn checksum(sql: &str) -> String {
 /// A file whose checksum differs from the ledger's is an error: it was changed after
 /// being applied, and silently re-running it could lose data.
 pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallReport> {
+    install_with(client, true).await
+}
+
+/// As [`install`]; without `triggers`, the capture files are skipped (poll mode, for a
+/// role that may not create triggers on CKAN's tables).
+pub async fn install_with(
+    client: &mut tokio_postgres::Client,
+    triggers: bool,
+) -> Result<InstallReport> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
         .await?;
@@ -125,6 +139,9 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallRepor
 
     let mut applied = Vec::new();
     for migration in MIGRATIONS {
+        if migration.capture && !triggers {
+            continue;
+        }
         let sum = checksum(migration.sql);
         let row = tx
             .query_opt(
@@ -146,7 +163,20 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallRepor
             }
             None => {}
         }
-        tx.batch_execute(migration.sql).await?;
+        if let Err(err) = tx.batch_execute(migration.sql).await {
+            let err = Error::from(err);
+            if migration.capture && err.to_string().contains("42501") {
+                return Err(Error::new(
+                    ErrorKind::Schema,
+                    format!(
+                        "{err}: this role may not create triggers on CKAN's tables; \
+                         install with --no-triggers and run in poll mode, or install as \
+                         the tables' owner"
+                    ),
+                ));
+            }
+            return Err(err);
+        }
         tx.execute(
             &format!("INSERT INTO {SCHEMA}.migration (name, checksum) VALUES ($1, $2)"),
             &[&migration.name, &sum],

@@ -4,6 +4,8 @@
 //! - [`install`]: the side schema and the capture triggers (`sql/`), with a ledger.
 //! - [`watch`]: wakes on NOTIFY or a timer and turns committed change-log transactions
 //!   into events and delivery rows, one transaction at a time.
+//! - [`poll`]: poll mode and reconciliation: the shadow of every dataset and resource
+//!   against CKAN's rows, written to the change log as the changes a trigger would catch.
 //! - [`derive`]: the pure rules that turn one transaction's row changes into CKAN events.
 //! - [`audience`]: the reader classes of a private dataset and the audience of an event.
 //! - [`payload`]: the JSON body a receiver gets.
@@ -35,6 +37,7 @@ pub mod error;
 pub mod ini;
 pub mod install;
 pub mod payload;
+pub mod poll;
 pub mod retention;
 pub mod retry;
 pub mod service;

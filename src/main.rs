@@ -21,7 +21,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create the side schema and the capture triggers (idempotent).
-    Install(DatabaseArgs),
+    Install {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Create the side schema only, without triggers on CKAN's tables: `run` then
+        /// polls (for a role that may not create triggers).
+        #[arg(long)]
+        no_triggers: bool,
+    },
     /// Remove the capture triggers and functions; with --drop-data the side schema too.
     Uninstall {
         #[command(flatten)]
@@ -31,7 +38,7 @@ enum Command {
         drop_data: bool,
     },
     /// Run the service: action API, change watcher and deliverer.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Report CKAN's version, capture, column drift, rights and NOTIFY; exit 1 if unhealthy.
     Check(DatabaseArgs),
     /// Show webhooks end to end on a throwaway PostgreSQL (or on --database-url).
@@ -150,6 +157,17 @@ struct RunArgs {
     /// long-disabled or deleted subscriptions are removed (default: keep everything).
     #[arg(long, env = "CKAN_WEBHOOKS_RETENTION_DAYS")]
     retention_days: Option<u64>,
+    /// How changes are captured: trigger, poll, or auto (trigger mode when the capture
+    /// triggers are installed, else poll mode).
+    #[arg(long, env = "CKAN_WEBHOOKS_MODE", default_value = "auto")]
+    mode: String,
+    /// Poll mode: seconds between passes over CKAN's datasets and resources.
+    #[arg(long, env = "CKAN_WEBHOOKS_POLL_CYCLE_SECS", default_value_t = 10)]
+    poll_cycle_secs: u64,
+    /// Trigger mode: seconds between reconciliation passes, which deliver what capture
+    /// missed; 0 turns them off.
+    #[arg(long, env = "CKAN_WEBHOOKS_RECONCILE_SECS", default_value_t = 600)]
+    reconcile_secs: u64,
 }
 
 /// Fails with a one-line message naming `flag` and its value unless `ok`.
@@ -172,6 +190,19 @@ fn parse_bool(value: &str) -> Result<bool, String> {
 
 impl RunArgs {
     async fn into_config(self) -> anyhow::Result<RunConfig> {
+        let mode = self.mode.parse::<ckan_webhooks::config::Mode>()?;
+        check(
+            self.poll_cycle_secs > 0,
+            "poll-cycle-secs",
+            self.poll_cycle_secs,
+            "must be at least 1",
+        )?;
+        let capture = ckan_webhooks::config::CaptureConfig {
+            mode,
+            poll_cycle: Duration::from_secs(self.poll_cycle_secs),
+            reconcile_interval: (self.reconcile_secs > 0)
+                .then(|| Duration::from_secs(self.reconcile_secs)),
+        };
         if self.poll_interval_ms == 0 {
             anyhow::bail!("invalid --poll-interval-ms 0: must be at least 1");
         }
@@ -304,6 +335,7 @@ impl RunArgs {
                 ..DeliveryConfig::default()
             },
             retention,
+            capture,
         })
     }
 }
@@ -336,15 +368,22 @@ async fn main() {
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Install(db) => {
+        Command::Install {
+            database: db,
+            no_triggers,
+        } => {
             let mut client = connect(&db.url(db.ini()?.as_ref())?).await?;
-            let report = install::install(&mut client).await?;
+            let report = install::install_with(&mut client, !no_triggers).await?;
             if report.applied.is_empty() {
                 println!("already installed; nothing changed");
             } else {
                 println!("applied {}", report.applied.join(", "));
             }
-            println!("capture triggers on: {}", report.captured_tables.join(", "));
+            if report.captured_tables.is_empty() {
+                println!("no capture triggers: `run` will poll");
+            } else {
+                println!("capture triggers on: {}", report.captured_tables.join(", "));
+            }
         }
         Command::Uninstall {
             database,

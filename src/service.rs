@@ -2,9 +2,9 @@
 //! the deliverer and, when configured, retention — sharing one shutdown token.
 
 use crate::api::{self, ApiState};
-use crate::config::RunConfig;
+use crate::config::{Mode, RunConfig};
 use crate::error::{Error, ErrorKind, Result};
-use crate::{deliver, install, retention, store, watch};
+use crate::{deliver, install, poll, retention, store, watch};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -53,6 +53,7 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
         )
     })?;
     check_installed(&client).await?;
+    let mode = resolve_mode(&client, config.capture.mode).await?;
     drop(client);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -89,6 +90,25 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
             shutdown.clone(),
         )));
     }
+    // Poll mode passes every cycle; trigger mode reconciles every interval, if at all.
+    let derive_wake = Arc::new(Notify::new());
+    let passes = match mode {
+        Mode::Poll => Some((poll::Purpose::Poll, config.capture.poll_cycle)),
+        _ => config
+            .capture
+            .reconcile_interval
+            .map(|every| (poll::Purpose::Reconcile, every)),
+    };
+    if let Some((purpose, every)) = passes {
+        tasks.push(tokio::spawn(poll::run(
+            config.database_url.clone(),
+            purpose,
+            every,
+            derive_wake.clone(),
+            shutdown.clone(),
+        )));
+    }
+    tracing::info!(?mode, "capture mode");
     tasks.extend([
         tokio::spawn(api::serve(listener, api_state, shutdown.clone())),
         tokio::spawn(watch::run(
@@ -97,7 +117,11 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
             config.poll_interval,
             watch::Options {
                 allow_dataset_collaborators: config.allow_dataset_collaborators,
+                refresh_shadow: mode == Mode::Trigger
+                    && config.capture.reconcile_interval.is_some(),
+                listen: mode == Mode::Trigger,
             },
+            derive_wake,
             deliver_wake.clone(),
             shutdown.clone(),
         )),
@@ -136,14 +160,35 @@ async fn check_installed(client: &tokio_postgres::Client) -> Result<()> {
              subscriptions)",
         ));
     }
-    let captured = install::captured_tables(client).await?;
-    if !captured.iter().any(|t| t == "package") {
-        tracing::warn!(
-            "no capture triggers on public.package: no changes will be captured until \
-             `ckan-webhooks install` is run"
-        );
-    }
     Ok(())
+}
+
+/// The mode to run in: `auto` is trigger mode when the capture triggers are on
+/// `package`, else poll mode. Trigger mode asked for without triggers is refused.
+async fn resolve_mode(client: &tokio_postgres::Client, asked: Mode) -> Result<Mode> {
+    let captured = install::captured_tables(client).await?;
+    let triggers = captured.iter().any(|t| t == "package");
+    match (asked, triggers) {
+        (Mode::Trigger, false) => Err(Error::new(
+            ErrorKind::Schema,
+            "--mode trigger, but there are no capture triggers on public.package: run \
+             `ckan-webhooks install`, or use --mode poll",
+        )),
+        (Mode::Auto, false) => {
+            tracing::info!("no capture triggers on public.package: polling");
+            Ok(Mode::Poll)
+        }
+        (Mode::Auto, true) => Ok(Mode::Trigger),
+        (Mode::Poll, true) => {
+            tracing::warn!(
+                "--mode poll with capture triggers installed: the change log fills with \
+                 captured changes that poll passes also find; uninstall the triggers \
+                 (`ckan-webhooks install --no-triggers` after `uninstall`) for poll mode"
+            );
+            Ok(Mode::Poll)
+        }
+        (mode, _) => Ok(mode),
+    }
 }
 
 /// Runs the service until `shutdown` is cancelled.

@@ -5,7 +5,7 @@
 
 use crate::derive;
 use crate::error::Result;
-use crate::store::changes;
+use crate::store::{changes, shadow};
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -26,6 +26,11 @@ pub struct Options {
     /// CKAN's `ckan.auth.allow_dataset_collaborators`: collaborators of a private
     /// dataset may read it, so their hooks receive its events. Off in CKAN by default.
     pub allow_dataset_collaborators: bool,
+    /// Trigger mode with reconciliation: keep the shadow of every derived dataset
+    /// current, so that the next reconciliation pass knows capture delivered it.
+    pub refresh_shadow: bool,
+    /// Listen for the triggers' NOTIFY (trigger mode); poll mode wakes the watcher itself.
+    pub listen: bool,
 }
 
 /// What one derive pass did.
@@ -58,6 +63,7 @@ pub async fn derive_pending(pool: &Pool, options: &Options) -> Result<Derived> {
         let collaborators =
             options.allow_dataset_collaborators && changes::has_collaborators(&*tx).await?;
         let mut ids = Vec::new();
+        let mut datasets: Vec<String> = Vec::new();
         let mut derived = Vec::new();
         for transaction in &transactions {
             derived.push(transaction.txid.to_string());
@@ -74,25 +80,40 @@ pub async fn derive_pending(pool: &Pool, options: &Options) -> Result<Derived> {
                 );
             }
             ids.extend(transaction.changes.iter().map(|c| c.id));
+            datasets.extend(
+                transaction
+                    .changes
+                    .iter()
+                    .filter_map(|c| c.package_id.clone()),
+            );
         }
         changes::delete_changes(&*tx, &ids).await?;
+        if options.refresh_shadow && shadow::has_baseline(&*tx).await? {
+            datasets.sort_unstable();
+            datasets.dedup();
+            let layout = shadow::layout(&*tx).await?;
+            shadow::refresh(&*tx, &layout, &datasets).await?;
+        }
         tx.commit().await?;
         total.transactions += transactions.len();
     }
 }
 
-/// Runs until `shutdown`: listens for NOTIFY on its own connection, ticks every
-/// `poll_interval`, derives, and wakes the deliverer when deliveries were created.
+/// Runs until `shutdown`: listens for NOTIFY on its own connection (when
+/// `options.listen`), wakes on `wake` and every `poll_interval`, derives, and wakes the
+/// deliverer when deliveries were created.
 pub async fn run(
     pool: Pool,
     database_url: String,
     poll_interval: Duration,
     options: Options,
+    wake: Arc<Notify>,
     deliver_wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let wake = Arc::new(Notify::new());
-    let listener = tokio::spawn(listen(database_url, wake.clone(), shutdown.clone()));
+    let listener = options
+        .listen
+        .then(|| tokio::spawn(listen(database_url, wake.clone(), shutdown.clone())));
 
     loop {
         match derive_pending(&pool, &options).await {
@@ -116,7 +137,9 @@ pub async fn run(
             _ = tokio::time::sleep(poll_interval) => {}
         }
     }
-    let _ = listener.await;
+    if let Some(listener) = listener {
+        let _ = listener.await;
+    }
     Ok(())
 }
 

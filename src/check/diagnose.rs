@@ -209,12 +209,9 @@ pub fn diagnose(facts: Facts, notify: Result<RoundTrip, String>) -> Report {
          problems)"
             .into()
     } else {
-        problems.push(
-            "no capture triggers on package: run would capture nothing; poll mode is not \
-             implemented yet; run `ckan-webhooks install`"
-                .into(),
-        );
-        "no triggers: poll mode is not implemented yet, run install".into()
+        "poll mode: no capture triggers on package, so run compares CKAN's rows with its \
+         shadow every cycle (--poll-cycle-secs); install the triggers for instant events"
+            .into()
     };
 
     let tables = CKAN_TABLES

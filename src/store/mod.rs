@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod history;
 pub mod metrics;
 pub mod outcomes;
+pub mod shadow;
 pub mod subscriptions;
 pub mod users;
 

@@ -354,6 +354,7 @@ async fn run_matrix(collaborators_setting: bool) -> (usize, Vec<String>) {
     let pool = store::pool(&db.url, 2).unwrap();
     let options = watch::Options {
         allow_dataset_collaborators: collaborators_setting,
+        ..Default::default()
     };
     setup(&client).await;
 

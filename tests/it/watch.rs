@@ -49,7 +49,11 @@ fn start_watch(
             pool,
             url,
             poll,
-            watch::Options::default(),
+            watch::Options {
+                listen: true,
+                ..Default::default()
+            },
+            Arc::new(Notify::new()),
             Arc::new(Notify::new()),
             shutdown,
         )

@@ -40,6 +40,10 @@ pub fn config(db: &TestDb) -> RunConfig {
             ..DeliveryConfig::default()
         },
         retention: None,
+        capture: ckan_webhooks::config::CaptureConfig {
+            poll_cycle: Duration::from_millis(200),
+            ..Default::default()
+        },
     }
 }
 
