@@ -11,6 +11,7 @@ mod deliver_crash;
 mod deliver_misbehaving;
 mod e2e;
 mod install;
+mod poll;
 mod real_ckan;
 mod real_ckan_webhooks;
 mod retention;
