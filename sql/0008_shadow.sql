@@ -21,7 +21,8 @@ CREATE TABLE ckan_webhooks.shadow_package (
     -- hashtext() of each column's value, in the column order of `layout`.
     fields integer[] NOT NULL,
     layout integer NOT NULL,
-    -- sha256 of the active extras rows (CKAN <= 2.11), tags and groups.
+    -- sha256 of the active extras rows (CKAN <= 2.11) and tags; of the groups a sum of
+    -- hashes, which the scan recomputes for every dataset each pass without sorting.
     extras bytea,
     tags bytea,
     groups bytea
@@ -34,7 +35,8 @@ CREATE TABLE ckan_webhooks.shadow_resource (
     format text,
     -- The scan's cheap columns: metadata_modified on CKAN 2.9+, revision_id on 2.8.
     position integer,
-    stamp text,
+    modified timestamp,
+    revision_id text,
     content bytea NOT NULL,
     fields integer[] NOT NULL,
     layout integer NOT NULL

@@ -6,6 +6,8 @@
 //!   into events and delivery rows, one transaction at a time.
 //! - [`poll`]: poll mode and reconciliation: the shadow of every dataset and resource
 //!   against CKAN's rows, written to the change log as the changes a trigger would catch.
+//! - [`state_db`]: the side schema in a second database, reading CKAN through
+//!   `postgres_fdw`, for a CKAN database the service may only read.
 //! - [`derive`]: the pure rules that turn one transaction's row changes into CKAN events.
 //! - [`audience`]: the reader classes of a private dataset and the audience of an event.
 //! - [`payload`]: the JSON body a receiver gets.
@@ -43,6 +45,7 @@ pub mod retry;
 pub mod service;
 pub mod shutdown;
 pub mod sign;
+pub mod state_db;
 pub mod store;
 pub mod target;
 pub mod watch;

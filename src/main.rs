@@ -4,7 +4,7 @@ use anyhow::Context;
 use ckan_webhooks::ckan_ini::{self, CkanIni};
 use ckan_webhooks::config::{self, DeliveryConfig, MinimumAuth, RunConfig};
 use ckan_webhooks::store::users;
-use ckan_webhooks::{check, demo, install, service, shutdown, store};
+use ckan_webhooks::{check, demo, install, service, shutdown, state_db, store};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +28,11 @@ enum Command {
         /// polls (for a role that may not create triggers).
         #[arg(long)]
         no_triggers: bool,
+        /// Put the side schema in this database instead, reading CKAN's tables through
+        /// postgres_fdw (for a CKAN database the service may only read); implies
+        /// --no-triggers. Give `run` the same URL.
+        #[arg(long, env = "CKAN_WEBHOOKS_STATE_DATABASE_URL", hide_env_values = true)]
+        state_database_url: Option<String>,
     },
     /// Remove the capture triggers and functions; with --drop-data the side schema too.
     Uninstall {
@@ -164,6 +169,10 @@ struct RunArgs {
     /// Poll mode: seconds between passes over CKAN's datasets and resources.
     #[arg(long, env = "CKAN_WEBHOOKS_POLL_CYCLE_SECS", default_value_t = 10)]
     poll_cycle_secs: u64,
+    /// The database holding the side schema when it is not CKAN's (see `install
+    /// --state-database-url`); the service then only reads CKAN, through it.
+    #[arg(long, env = "CKAN_WEBHOOKS_STATE_DATABASE_URL", hide_env_values = true)]
+    state_database_url: Option<String>,
     /// Trigger mode: seconds between reconciliation passes, which deliver what capture
     /// missed; 0 turns them off.
     #[arg(long, env = "CKAN_WEBHOOKS_RECONCILE_SECS", default_value_t = 600)]
@@ -271,7 +280,10 @@ impl RunArgs {
 
         // Flags and environment first, then CKAN's ini.
         let ini = self.database.ini()?;
-        let database_url = self.database.url(ini.as_ref())?;
+        let database_url = match &self.state_database_url {
+            Some(url) => url.clone(),
+            None => self.database.url(ini.as_ref())?,
+        };
         let site_url = match (&self.site_url, &ini) {
             (Some(url), _) => config::parse_site_url(url)?,
             (None, Some(ini)) => ini.site_url()?,
@@ -371,9 +383,25 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Install {
             database: db,
             no_triggers,
+            state_database_url,
         } => {
-            let mut client = connect(&db.url(db.ini()?.as_ref())?).await?;
-            let report = install::install_with(&mut client, !no_triggers).await?;
+            let ckan_url = db.url(db.ini()?.as_ref())?;
+            let report = match state_database_url {
+                Some(state_url) => {
+                    // Fail early and clearly when CKAN's database cannot be read as given.
+                    connect(&ckan_url).await?;
+                    let mut state = connect(&state_url)
+                        .await
+                        .with_context(|| "cannot connect to --state-database-url")?;
+                    state_db::attach(&mut state, &ckan_url).await?;
+                    println!("CKAN's tables are read through postgres_fdw from the state database");
+                    install::install_with(&mut state, false).await?
+                }
+                None => {
+                    let mut client = connect(&ckan_url).await?;
+                    install::install_with(&mut client, !no_triggers).await?
+                }
+            };
             if report.applied.is_empty() {
                 println!("already installed; nothing changed");
             } else {

@@ -16,6 +16,7 @@
 mod compare;
 
 use crate::error::Result;
+use crate::state_db;
 use crate::store::{self, shadow};
 use serde_json::json;
 use std::sync::Arc;
@@ -192,6 +193,11 @@ pub async fn run(
                     tracing::warn!(error = %err, "poll pass failed, will retry");
                     if client.is_closed() {
                         leader = None;
+                    } else if state_db::is_state_database(&*client).await.unwrap_or(false) {
+                        // CKAN's columns may have moved under the foreign tables.
+                        if let Err(err) = state_db::reimport(client).await {
+                            tracing::warn!(error = %err, "cannot re-import CKAN's tables");
+                        }
                     }
                 }
             }

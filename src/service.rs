@@ -4,7 +4,7 @@
 use crate::api::{self, ApiState};
 use crate::config::{Mode, RunConfig};
 use crate::error::{Error, ErrorKind, Result};
-use crate::{deliver, install, poll, retention, store, watch};
+use crate::{deliver, install, poll, retention, state_db, store, watch};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -53,6 +53,12 @@ pub async fn start(config: RunConfig, shutdown: CancellationToken) -> Result<Ser
         )
     })?;
     check_installed(&client).await?;
+    if state_db::is_state_database(&**client).await? {
+        // CKAN's columns may have changed since the last import.
+        let mut state = store::connect(&config.database_url).await?;
+        state_db::reimport(&mut state).await?;
+        tracing::info!("reading CKAN through postgres_fdw from the state database");
+    }
     let mode = resolve_mode(&client, config.capture.mode).await?;
     drop(client);
 

@@ -43,16 +43,20 @@ impl Layout {
         }
     }
 
-    /// The resource column the scan compares to notice a change: CKAN 2.9+ sets
+    /// The resource columns the scan compares to notice a change: CKAN 2.9+ sets
     /// `metadata_modified` on every resource write, 2.8 a new `revision_id`.
-    fn resource_stamp(&self) -> String {
-        if self.resource_has("metadata_modified") {
-            "r.metadata_modified::text".into()
-        } else if self.resource_has("revision_id") {
-            "r.revision_id::text".into()
+    fn resource_stamps(&self) -> (String, String) {
+        let modified = if self.resource_has("metadata_modified") {
+            "r.metadata_modified"
         } else {
-            "NULL::text".into()
-        }
+            "NULL::timestamp"
+        };
+        let revision = if self.resource_has("revision_id") {
+            "r.revision_id"
+        } else {
+            "NULL::text"
+        };
+        (modified.into(), revision.into())
     }
 
     fn resource_position(&self) -> String {
@@ -82,8 +86,7 @@ impl Layout {
             "NULL::bytea".to_string()
         };
         let groups = if self.member {
-            "(SELECT sha256(convert_to(string_agg(m.group_id || ':' || coalesce(m.capacity, ''),
-                                                  E'\\n' ORDER BY m.group_id), 'UTF8'))
+            "(SELECT int8send(sum(hashtext(m.group_id || ':' || coalesce(m.capacity, ''))))
               FROM public.member m
               WHERE m.table_name = 'package' AND m.table_id = p.id AND m.state = 'active'
                 AND m.capacity IS DISTINCT FROM 'organization')"
@@ -218,18 +221,21 @@ fn upsert_resources(layout: &Layout, filter: &str) -> String {
     };
     format!(
         "INSERT INTO ckan_webhooks.shadow_resource AS s
-             (id, package_id, state, format, position, stamp, content, fields, layout)
-         SELECT r.id, r.package_id, r.state, {format}, {position}, {stamp},
+             (id, package_id, state, format, position, modified, revision_id, content, fields,
+              layout)
+         SELECT r.id, r.package_id, r.state, {format}, {position}, {modified}, {revision},
                 h.content, h.fields, h.layout
          FROM public.resource r
          CROSS JOIN LATERAL ckan_webhooks.row_hashes(to_jsonb(r)) h
          WHERE {filter}
          ON CONFLICT (id) DO UPDATE SET
              package_id = excluded.package_id, state = excluded.state,
-             format = excluded.format, position = excluded.position, stamp = excluded.stamp,
+             format = excluded.format, position = excluded.position,
+             modified = excluded.modified, revision_id = excluded.revision_id,
              content = excluded.content, fields = excluded.fields, layout = excluded.layout",
         position = layout.resource_position(),
-        stamp = layout.resource_stamp(),
+        modified = layout.resource_stamps().0,
+        revision = layout.resource_stamps().1,
     )
 }
 
@@ -271,8 +277,9 @@ pub async fn moved_datasets(client: &impl GenericClient, layout: &Layout) -> Res
          CROSS JOIN LATERAL unnest(ARRAY[r.package_id, s.package_id]) AS moved (package_id)
          WHERE moved.package_id IS NOT NULL
            AND (r.id IS NULL OR s.id IS NULL
-                OR (r.package_id, r.state, {position}, {stamp})
-                   IS DISTINCT FROM (s.package_id, s.state, s.position, s.stamp))",
+                OR (r.package_id, r.state, {position}, {resource_modified}, {revision})
+                   IS DISTINCT FROM
+                   (s.package_id, s.state, s.position, s.modified, s.revision_id))",
         name = layout.package_col("name", "text"),
         ty = layout.package_col("type", "text"),
         state = layout.package_col("state", "text"),
@@ -280,7 +287,8 @@ pub async fn moved_datasets(client: &impl GenericClient, layout: &Layout) -> Res
         owner_org = layout.package_col("owner_org", "text"),
         modified = layout.package_col("metadata_modified", "timestamp"),
         position = layout.resource_position(),
-        stamp = layout.resource_stamp(),
+        resource_modified = layout.resource_stamps().0,
+        revision = layout.resource_stamps().1,
     );
     if layout.member {
         // Adding a dataset to a group writes only a member row: compare the groups too.
@@ -289,8 +297,8 @@ pub async fn moved_datasets(client: &impl GenericClient, layout: &Layout) -> Res
          UNION
          SELECT coalesce(g.id, s.id)
          FROM (SELECT m.table_id AS id,
-                      sha256(convert_to(string_agg(m.group_id || ':' || coalesce(m.capacity, ''),
-                                                   E'\\n' ORDER BY m.group_id), 'UTF8')) AS groups
+                      int8send(sum(hashtext(m.group_id || ':' || coalesce(m.capacity, ''))))
+                          AS groups
                FROM public.member m
                WHERE m.table_name = 'package' AND m.state = 'active'
                  AND m.capacity IS DISTINCT FROM 'organization'

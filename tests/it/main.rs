@@ -16,5 +16,6 @@ mod real_ckan;
 mod real_ckan_webhooks;
 mod retention;
 mod run_flags;
+mod state_db;
 mod support;
 mod watch;
