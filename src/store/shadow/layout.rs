@@ -96,22 +96,17 @@ impl Layout {
 
 /// Reads which CKAN tables and columns exist now.
 pub async fn layout(client: &impl GenericClient) -> Result<Layout> {
-    let columns = |table: &'static str| async move {
-        let rows = client
-            .query(
-                "SELECT a.attname::text FROM pg_attribute a
-                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-                 ORDER BY a.attnum",
-                &[&table],
-            )
-            .await?;
-        Ok::<_, crate::error::Error>(rows.iter().map(|r| r.get::<_, String>(0)).collect())
-    };
-    let package_columns: Vec<String> = columns("public.package").await?;
-    let resource_columns: Vec<String> = columns("public.resource").await?;
     let row = client
         .query_one(
-            "SELECT to_regclass('public.package_extra') IS NOT NULL,
+            "SELECT (SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}')
+                     FROM pg_attribute a
+                     WHERE a.attrelid = to_regclass('public.package') AND a.attnum > 0
+                       AND NOT a.attisdropped),
+                    (SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}')
+                     FROM pg_attribute a
+                     WHERE a.attrelid = to_regclass('public.resource') AND a.attnum > 0
+                       AND NOT a.attisdropped),
+                    to_regclass('public.package_extra') IS NOT NULL,
                     to_regclass('public.package_tag') IS NOT NULL
                         AND to_regclass('public.tag') IS NOT NULL,
                     to_regclass('public.member') IS NOT NULL,
@@ -120,13 +115,14 @@ pub async fn layout(client: &impl GenericClient) -> Result<Layout> {
             &[],
         )
         .await?;
-    let revisions = row.get::<_, bool>(3) && package_columns.iter().any(|c| c == "revision_id");
+    let package_columns: Vec<String> = row.get(0);
+    let revisions = row.get::<_, bool>(5) && package_columns.iter().any(|c| c == "revision_id");
     Ok(Layout {
         package_columns,
-        resource_columns,
-        package_extra: row.get(0),
-        tags: row.get(1),
-        member: row.get(2),
+        resource_columns: row.get(1),
+        package_extra: row.get(2),
+        tags: row.get(3),
+        member: row.get(4),
         revisions,
     })
 }

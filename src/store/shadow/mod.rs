@@ -242,37 +242,34 @@ pub async fn refresh(client: &impl GenericClient, layout: &Layout, ids: &[String
     if ids.is_empty() {
         return Ok(());
     }
-    client
-        .execute(
-            "DELETE FROM ckan_webhooks.shadow_package s WHERE s.id = ANY($1)
-               AND NOT EXISTS (SELECT 1 FROM public.package p WHERE p.id = s.id)",
-            &[&ids],
-        )
-        .await?;
-    client
-        .execute(&upsert_packages(layout, "p.id = ANY($1)"), &[&ids])
-        .await?;
-    client
-        .execute(
-            "DELETE FROM ckan_webhooks.shadow_resource s WHERE s.package_id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
-    client
-        .execute(&upsert_resources(layout, "r.package_id = ANY($1)"), &[&ids])
-        .await?;
-    client
-        .execute(
-            "INSERT INTO ckan_webhooks.shadow_layout (id, columns)
-             SELECT DISTINCT h.layout, h.columns
-             FROM (SELECT to_jsonb(p) AS j FROM public.package p WHERE p.id = ANY($1)
-                   UNION ALL
-                   SELECT to_jsonb(r) FROM public.resource r WHERE r.package_id = ANY($1)) x
-             CROSS JOIN LATERAL ckan_webhooks.row_hashes(x.j) h
-             ON CONFLICT (id) DO NOTHING",
-            &[&ids],
-        )
-        .await?;
+    // One statement: the four writes touch disjoint rows (what exists is upserted, what
+    // does not is deleted), and a layout is the same for every row of a table.
+    let sql = format!(
+        "WITH gone_packages AS (
+             DELETE FROM ckan_webhooks.shadow_package s WHERE s.id = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM public.package p WHERE p.id = s.id)
+         ), packages AS (
+             {packages}
+         ), gone_resources AS (
+             DELETE FROM ckan_webhooks.shadow_resource s WHERE s.package_id = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM public.resource r
+                               WHERE r.id = s.id AND r.package_id = ANY($1))
+         ), resources AS (
+             {resources}
+         )
+         INSERT INTO ckan_webhooks.shadow_layout (id, columns)
+         SELECT DISTINCT h.layout, h.columns
+         FROM (SELECT (SELECT to_jsonb(p) FROM public.package p WHERE p.id = ANY($1) LIMIT 1)
+               UNION ALL
+               SELECT (SELECT to_jsonb(r) FROM public.resource r
+                       WHERE r.package_id = ANY($1) LIMIT 1)) x (j)
+         CROSS JOIN LATERAL ckan_webhooks.row_hashes(x.j) h
+         WHERE x.j IS NOT NULL
+         ON CONFLICT (id) DO NOTHING",
+        packages = upsert_packages(layout, "p.id = ANY($1)"),
+        resources = upsert_resources(layout, "r.package_id = ANY($1)"),
+    );
+    client.execute(&sql, &[&ids]).await?;
     Ok(())
 }
 
