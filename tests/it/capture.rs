@@ -4,6 +4,7 @@
 //! mode, where a pass against the shadow replaces the triggers.
 
 use crate::support::db::{Schema, TestDb};
+use crate::support::events;
 use ckan_webhooks::audience::Class;
 use ckan_webhooks::{install, poll, store, watch};
 
@@ -52,19 +53,7 @@ async fn step_scoped(lab: &Lab, sql: &str) -> Vec<(String, String, i16)> {
     watch::derive_pending(&pool, &watch::Options::default())
         .await
         .unwrap();
-    let rows = client
-        .query(
-            "DELETE FROM ckan_webhooks.event RETURNING seq, topic, entity->>'id', audience",
-            &[],
-        )
-        .await
-        .unwrap();
-    let mut events: Vec<(i64, String, String, i16)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    events.sort();
-    events.into_iter().map(|(_, t, id, a)| (t, id, a)).collect()
+    events::take_scoped(&client).await
 }
 
 /// Runs `sql` and returns the new events that someone who reads no private dataset

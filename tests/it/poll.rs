@@ -4,6 +4,7 @@
 //! revisions; and CKAN's schema changing under a running service.
 
 use crate::support::db::{Schema, TestDb};
+use crate::support::events::{self, wait_for_baseline};
 use crate::support::receiver::Receiver;
 use crate::support::service::{self, app_developer, TestService};
 use ckan_webhooks::audience::Class;
@@ -17,22 +18,11 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// The events recorded since the last call, as (topic, entity id) for outsiders.
 async fn take_events(client: &tokio_postgres::Client) -> Vec<(String, String)> {
-    let rows = client
-        .query(
-            "DELETE FROM ckan_webhooks.event RETURNING seq, topic, entity->>'id', audience",
-            &[],
-        )
+    events::take_scoped(client)
         .await
-        .unwrap();
-    let mut events: Vec<(i64, String, String, i16)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    events.sort();
-    events
         .into_iter()
-        .filter(|(_, _, _, audience)| audience & Class::OUTSIDER.bit() != 0)
-        .map(|(_, t, id, _)| (t, id))
+        .filter(|(_, _, audience)| audience & Class::OUTSIDER.bit() != 0)
+        .map(|(t, id, _)| (t, id))
         .collect()
 }
 
@@ -115,24 +105,6 @@ async fn poll_mode_delivers_and_resumes_after_a_restart() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.recorded().len(), 3, "nothing twice");
     second.stop().await;
-}
-
-async fn wait_for_baseline(client: &tokio_postgres::Client) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let row = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM ckan_webhooks.poll_state WHERE name = 'baseline')",
-                &[],
-            )
-            .await
-            .unwrap();
-        if row.get(0) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no baseline taken");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 use crate::support::ckan_users;
 use crate::support::db::{Schema, TestDb};
+use crate::support::events::wait_for_baseline;
 use crate::support::receiver::Receiver;
 use crate::support::service::{self, TestService};
 use ckan_webhooks::{install, state_db, store};
@@ -89,22 +90,4 @@ async fn a_read_only_ckan_database_gets_webhooks_through_a_state_database() {
         .batch_execute(&format!("DROP OWNED BY {reader}; DROP ROLE {reader};"))
         .await
         .ok();
-}
-
-async fn wait_for_baseline(client: &tokio_postgres::Client) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let row = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM ckan_webhooks.poll_state WHERE name = 'baseline')",
-                &[],
-            )
-            .await
-            .unwrap();
-        if row.get(0) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no baseline taken");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

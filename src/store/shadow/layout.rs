@@ -39,6 +39,23 @@ impl Layout {
         }
     }
 
+    /// The dataset columns the scan compares and the shadow keeps, in the shadow's
+    /// order: name, type, state, private, owner_org, metadata_modified.
+    pub(super) fn package_cheap_columns(&self) -> String {
+        [
+            ("name", "text"),
+            ("type", "text"),
+            ("state", "text"),
+            ("private", "boolean"),
+            ("owner_org", "text"),
+            ("metadata_modified", "timestamp"),
+        ]
+        .iter()
+        .map(|(column, ty)| self.package_col(column, ty))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+
     /// The resource columns the scan compares to notice a change: CKAN 2.9+ sets
     /// `metadata_modified` on every resource write, 2.8 a new `revision_id`.
     pub(super) fn resource_stamps(&self) -> (String, String) {

@@ -70,8 +70,7 @@ fn upsert_packages(layout: &Layout, filter: &str) -> String {
         "INSERT INTO ckan_webhooks.shadow_package AS s
              (id, name, type, state, private, owner_org, metadata_modified, content, fields,
               layout, extras, tags, groups)
-         SELECT p.id, {name}, {ty}, {state}, {private}, {owner_org}, {modified},
-                h.content, h.fields, h.layout, {extras}, {tags}, {groups}
+         SELECT p.id, {cheap}, h.content, h.fields, h.layout, {extras}, {tags}, {groups}
          FROM public.package p
          CROSS JOIN LATERAL ckan_webhooks.row_hashes(to_jsonb(p)) h
          WHERE {filter}
@@ -81,12 +80,7 @@ fn upsert_packages(layout: &Layout, filter: &str) -> String {
              metadata_modified = excluded.metadata_modified, content = excluded.content,
              fields = excluded.fields, layout = excluded.layout, extras = excluded.extras,
              tags = excluded.tags, groups = excluded.groups",
-        name = layout.package_col("name", "text"),
-        ty = layout.package_col("type", "text"),
-        state = layout.package_col("state", "text"),
-        private = layout.package_col("private", "boolean"),
-        owner_org = layout.package_col("owner_org", "text"),
-        modified = layout.package_col("metadata_modified", "timestamp"),
+        cheap = layout.package_cheap_columns(),
     )
 }
 
@@ -145,7 +139,7 @@ pub async fn moved_datasets(client: &impl GenericClient, layout: &Layout) -> Res
          FROM public.package p
          FULL JOIN ckan_webhooks.shadow_package s ON s.id = p.id
          WHERE p.id IS NULL OR s.id IS NULL
-            OR ({name}, {ty}, {state}, {private}, {owner_org}, {modified})
+            OR ({cheap})
                IS DISTINCT FROM
                (s.name, s.type, s.state, s.private, s.owner_org, s.metadata_modified)
          UNION
@@ -158,12 +152,7 @@ pub async fn moved_datasets(client: &impl GenericClient, layout: &Layout) -> Res
                 OR (r.package_id, r.state, {position}, {resource_modified}, {revision})
                    IS DISTINCT FROM
                    (s.package_id, s.state, s.position, s.modified, s.revision_id))",
-        name = layout.package_col("name", "text"),
-        ty = layout.package_col("type", "text"),
-        state = layout.package_col("state", "text"),
-        private = layout.package_col("private", "boolean"),
-        owner_org = layout.package_col("owner_org", "text"),
-        modified = layout.package_col("metadata_modified", "timestamp"),
+        cheap = layout.package_cheap_columns(),
         position = layout.resource_position(),
         resource_modified = layout.resource_stamps().0,
         revision = layout.resource_stamps().1,

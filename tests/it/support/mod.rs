@@ -7,6 +7,7 @@ pub mod api;
 pub mod ckan;
 pub mod ckan_users;
 pub mod db;
+pub mod events;
 pub mod process;
 pub mod raw;
 pub mod receiver;
