@@ -100,7 +100,14 @@ async fn main() {
             ..DeliveryConfig::default()
         },
         retention: None,
-        capture: Default::default(),
+        // Reconciliation (on by default) makes each derive batch refresh the shadow;
+        // CKAN_WEBHOOKS_BENCH_RECONCILE=0 measures without it.
+        capture: ckan_webhooks::config::CaptureConfig {
+            reconcile_interval: (std::env::var("CKAN_WEBHOOKS_BENCH_RECONCILE").as_deref()
+                != Ok("0"))
+            .then(|| Duration::from_secs(600)),
+            ..Default::default()
+        },
     };
     let running = service::start(config, shutdown.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -44,6 +44,13 @@ CREATE TABLE ckan_webhooks.shadow_resource (
 
 CREATE INDEX shadow_resource_package_idx ON ckan_webhooks.shadow_resource (package_id);
 
+-- Trigger mode: datasets whose captured changes were derived but whose shadow is not yet
+-- refreshed. Derivation adds them in its transaction, a step after it (off the latency
+-- path) refreshes and removes them; reconciliation leaves them alone meanwhile.
+CREATE TABLE ckan_webhooks.shadow_dirty (
+    package_id text PRIMARY KEY
+);
+
 -- Column lists the per-column hashes are aligned to, by hashtext() of the list.
 CREATE TABLE ckan_webhooks.shadow_layout (
     id integer PRIMARY KEY,

@@ -27,7 +27,8 @@ pub struct Options {
     /// dataset may read it, so their hooks receive its events. Off in CKAN by default.
     pub allow_dataset_collaborators: bool,
     /// Trigger mode with reconciliation: keep the shadow of every derived dataset
-    /// current, so that the next reconciliation pass knows capture delivered it.
+    /// current (marked in the derive transaction, refreshed by [`refresh_shadow`] after
+    /// it), so that reconciliation knows capture delivered it.
     pub refresh_shadow: bool,
     /// Listen for the triggers' NOTIFY (trigger mode); poll mode wakes the watcher itself.
     pub listen: bool,
@@ -88,15 +89,21 @@ pub async fn derive_pending(pool: &Pool, options: &Options) -> Result<Derived> {
             );
         }
         changes::delete_changes(&*tx, &ids).await?;
-        if options.refresh_shadow && shadow::has_baseline(&*tx).await? {
-            datasets.sort_unstable();
-            datasets.dedup();
-            let layout = shadow::layout(&*tx).await?;
-            shadow::refresh(&*tx, &layout, &datasets).await?;
+        if options.refresh_shadow {
+            shadow::mark_dirty(&*tx, &datasets).await?;
         }
         tx.commit().await?;
         total.transactions += transactions.len();
     }
+}
+
+/// Brings the shadow of the datasets derivation marked up to date, off the latency path.
+pub async fn refresh_shadow(pool: &Pool) -> Result<usize> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let refreshed = shadow::refresh_dirty(&*tx).await?;
+    tx.commit().await?;
+    Ok(refreshed)
 }
 
 /// Runs until `shutdown`: listens for NOTIFY on its own connection (when
@@ -130,6 +137,12 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "derive failed, will retry"),
+        }
+        // Every wake and tick, so that a refresh that failed is retried.
+        if options.refresh_shadow {
+            if let Err(err) = refresh_shadow(&pool).await {
+                tracing::warn!(error = %err, "shadow refresh failed, will retry");
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -151,6 +151,7 @@ async fn derive(db: &TestDb) {
         ..Default::default()
     };
     watch::derive_pending(&pool, &options).await.unwrap();
+    watch::refresh_shadow(&pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -203,6 +204,19 @@ async fn reconciliation_delivers_what_capture_missed_and_nothing_twice() {
             ("resource/create", "b-r")
         ])
     );
+
+    // Derived but not yet refreshed: the mark keeps reconciliation off it.
+    client.batch_execute(&new_dataset("c")).await.unwrap();
+    let pool = store::pool(&db.url, 2).unwrap();
+    let options = watch::Options {
+        refresh_shadow: true,
+        ..Default::default()
+    };
+    watch::derive_pending(&pool, &options).await.unwrap();
+    assert_eq!(take_events(&client).await.len(), 2);
+    let pass = poll::pass(&mut client, Purpose::Reconcile).await.unwrap();
+    assert_eq!((pass.changes, pass.pending), (0, 1), "{pass:?}");
+    assert_eq!(watch::refresh_shadow(&pool).await.unwrap(), 1);
 
     // Now only the missed dataset b... which reconciliation already delivered, and a,
     // whose captured change carried the missed title along: nothing is left.

@@ -213,16 +213,49 @@ pub async fn advance_watermark(client: &impl GenericClient) -> Result<()> {
     Ok(())
 }
 
-/// Datasets among `ids` with changes still waiting in the change log: capture has them,
-/// so reconciliation leaves them to it.
+/// Datasets among `ids` with changes still waiting in the change log, or derived but
+/// with their shadow not refreshed yet: capture has them, so reconciliation leaves them.
 pub async fn pending_datasets(client: &impl GenericClient, ids: &[String]) -> Result<Vec<String>> {
     let rows = client
         .query(
-            "SELECT DISTINCT package_id FROM ckan_webhooks.change WHERE package_id = ANY($1)",
+            "SELECT package_id FROM ckan_webhooks.change WHERE package_id = ANY($1)
+             UNION
+             SELECT package_id FROM ckan_webhooks.shadow_dirty WHERE package_id = ANY($1)",
             &[&ids],
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Marks datasets whose captured changes were just derived, for [`refresh_dirty`].
+pub async fn mark_dirty(client: &impl GenericClient, ids: &[String]) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO ckan_webhooks.shadow_dirty (package_id)
+             SELECT DISTINCT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            &[&ids],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Refreshes the shadow of the datasets marked dirty and unmarks them, in the caller's
+/// transaction; without a baseline it only unmarks (the baseline will see them).
+/// Returns how many were refreshed.
+pub async fn refresh_dirty(client: &impl GenericClient) -> Result<usize> {
+    let rows = client
+        .query(
+            "DELETE FROM ckan_webhooks.shadow_dirty RETURNING package_id",
+            &[],
+        )
+        .await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    if ids.is_empty() || !has_baseline(client).await? {
+        return Ok(0);
+    }
+    let layout = layout(client).await?;
+    refresh(client, &layout, &ids).await?;
+    Ok(ids.len())
 }
 
 /// Brings the shadow of the datasets `ids` and their resources up to the rows as they
