@@ -122,6 +122,7 @@ pub async fn run(
         .listen
         .then(|| tokio::spawn(listen(database_url, wake.clone(), shutdown.clone())));
 
+    let mut last_refresh = std::time::Instant::now();
     loop {
         match derive_pending(&pool, &options).await {
             Ok(done) if done.transactions > 0 => {
@@ -138,8 +139,10 @@ pub async fn run(
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "derive failed, will retry"),
         }
-        // Every wake and tick, so that a refresh that failed is retried.
-        if options.refresh_shadow {
+        // At most once per interval, batched, and never between a commit and its
+        // delivery: the mark already keeps reconciliation off these datasets.
+        if options.refresh_shadow && last_refresh.elapsed() >= poll_interval {
+            last_refresh = std::time::Instant::now();
             if let Err(err) = refresh_shadow(&pool).await {
                 tracing::warn!(error = %err, "shadow refresh failed, will retry");
             }
