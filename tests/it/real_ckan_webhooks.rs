@@ -11,6 +11,7 @@
 //! one CKAN action followed by one wait and one comparison ([`Watch::step`]), so a mode
 //! that may merge the changes of one cycle still sees them one step at a time.
 //!
+//! Trigger mode runs on 2.8.12, 2.9.11, 2.10.11, 2.11.6 and 2.12.0 (required from 2.9 on).
 //! Needs `bash scripts/ckan-venv.sh VERSION` for each version; a version whose venv is
 //! missing skips unless it is required (see `support::ckan::version_required`).
 //! `CKAN_WEBHOOKS_SKIP_REAL_CKAN=1` skips them all.
@@ -21,6 +22,7 @@ use crate::support::ckan::Ckan;
 use crate::support::db::{Schema, TestDb};
 use crate::support::receiver::Receiver;
 use crate::support::service::{self, TestService};
+use ckan_webhooks::store::users;
 use ckan_webhooks::{config, install, sign};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -43,16 +45,26 @@ fn minor(version: &str) -> (u32, u32) {
 }
 
 /// Installs what `mode` needs in CKAN's database and starts the service, configured as
-/// an admin would from CKAN's ini.
+/// an admin would from CKAN's ini and as `run` does from the database.
 async fn start_service(mode: Mode, db: &TestDb, ckan: &Ckan) -> TestService {
+    let mut client = db.client().await;
     let mut config = service::config(db);
     config.token_secret = config::parse_token_secret(ckan.token_secret()).unwrap();
     config.site_url = ckan.site_url().to_string();
     // The harness's ini turns collaborators on, as an admin would read it from there.
     config.allow_dataset_collaborators = true;
+    // `run` tells the release from the database and takes legacy API keys where CKAN
+    // does (2.9 and older).
+    let line = users::ckan_release_line(&client).await.unwrap();
+    let (major, minor) = minor(ckan.version());
+    assert_eq!(
+        line,
+        Some(format!("{major}.{minor}").as_str()),
+        "release line"
+    );
+    config.accept_api_keys = users::release_accepts_api_keys(line);
     match mode {
         Mode::Trigger => {
-            let mut client = db.client().await;
             install::install(&mut client)
                 .await
                 .unwrap_or_else(|err| panic!("install on CKAN {}: {err}", ckan.version()));
@@ -157,6 +169,25 @@ impl Watch {
         events
     }
 
+    /// [`Watch::step`], then asserts the events are `resources` in any order (DESIGN.md
+    /// §3 orders parents and children, not siblings), then `dataset`.
+    async fn expect_resources_then(
+        &mut self,
+        what: &str,
+        resources: &[(&str, &str)],
+        dataset: (&str, &str),
+    ) -> Vec<Event> {
+        let events = self.step(what).await;
+        let mut got = topics(&events);
+        let last = got.pop();
+        got.sort();
+        let mut expected = resources.to_vec();
+        expected.sort();
+        assert_eq!(got, expected, "{what}: {events:?}");
+        assert_eq!(last, Some(dataset), "{what}: {events:?}");
+        events
+    }
+
     /// [`Watch::step`], then asserts the (topic, id) list is `expected`, in order.
     async fn expect(&mut self, what: &str, expected: &[(&str, &str)]) -> Vec<Event> {
         let events = self.step(what).await;
@@ -245,7 +276,10 @@ async fn scenario(version: &str, mode: Mode) {
     if !real_ckan_version_enabled(&test, version) {
         return;
     }
+    // CKAN 2.9 brought collaborators (package_member) and dropped the revision_id
+    // columns of package and resource.
     let collaborators = minor(version) >= (2, 9);
+    let revisions = !collaborators;
     let db = TestDb::create(Schema::Empty, false)
         .await
         .expect("an empty database");
@@ -299,6 +333,17 @@ async fn scenario(version: &str, mode: Mode) {
         .await;
     assert_eq!(events[0].2, json!(["extras"]), "package_patch extras");
 
+    // package_update with the whole dataset, two fields changed.
+    let mut shown = act(ck, "package_show", "lab_editor", json!({"id": p})).await;
+    shown["title"] = json!("Public, renamed");
+    shown["notes"] = json!("Now with notes.");
+    act(ck, "package_update", "lab_editor", shown).await;
+    let events = watch
+        .expect("package_update", &[("dataset/update", &p)])
+        .await;
+    let changed = own_columns(revisions, &["notes", "title"]);
+    assert_eq!(sorted(&events[0].2), changed, "package_update");
+
     // Into a group: a member row only.
     let data = json!({"id": "lab-group", "object": p, "object_type": "package",
                       "capacity": "public"});
@@ -317,10 +362,33 @@ async fn scenario(version: &str, mode: Mode) {
     assert!(changed.contains(&json!("url")) && changed.contains(&json!("description")));
     assert_eq!(events[1].2, json!(["resources"]));
 
-    // resource_delete: the resource, then its dataset.
+    // package_resource_reorder: both resources moved (their position is content), then
+    // their dataset; the order of two resources' events in one transaction is not
+    // prescribed.
+    let data = json!({"id": p, "order": [rb, ra]});
+    act(ck, "package_resource_reorder", "lab_editor", data).await;
+    let moved = [("resource/update", ra.as_str()), ("resource/update", &rb)];
+    let what = "package_resource_reorder";
+    let position = own_columns(revisions, &["position"]);
+    let events = watch
+        .expect_resources_then(what, &moved, ("dataset/update", &p))
+        .await;
+    for (topic, _, changes) in &events[..2] {
+        assert_eq!(sorted(changes), position, "{what}: {topic}");
+    }
+
+    // resource_delete of the first resource: CKAN moves the other one up (position 1 to
+    // 0), which is a change of its content too.
     act(ck, "resource_delete", "lab_editor", json!({"id": rb})).await;
-    let deleted = [("resource/delete", rb.as_str()), ("dataset/update", &p)];
-    watch.expect("resource_delete", &deleted).await;
+    let changed = [("resource/delete", rb.as_str()), ("resource/update", &ra)];
+    let what = "resource_delete";
+    let events = watch
+        .expect_resources_then(what, &changed, ("dataset/update", &p))
+        .await;
+    let moved = events
+        .iter()
+        .find(|(topic, _, _)| topic == "resource/update");
+    assert_eq!(sorted(&moved.unwrap().2), position, "{what}");
 
     // A no-op package_patch (up to 2.11: metadata_modified alone changes): nothing.
     act(ck, "package_patch", "lab_editor", json!({"id": p})).await;
@@ -394,11 +462,8 @@ async fn scenario(version: &str, mode: Mode) {
     let events = watch
         .expect("package_owner_org_update", &[("dataset/update", &second)])
         .await;
-    assert_eq!(
-        events[0].2,
-        json!(["owner_org"]),
-        "package_owner_org_update"
-    );
+    let changed = own_columns(revisions, &["owner_org"]);
+    assert_eq!(sorted(&events[0].2), changed, "package_owner_org_update");
 
     // A private dataset reaches those who may read it. lab_editor is editor of lab-org
     // and lab-org-2, lab_member a member of lab-org only, lab_outsider of nothing.
@@ -483,7 +548,57 @@ async fn scenario(version: &str, mode: Mode) {
         outsider.expect(what, &[]).await;
     }
 
+    // package_patch resources=[]: CKAN marks every resource deleted.
+    let data = json!({"id": v, "resources": []});
+    act(ck, "package_patch", "lab_editor", data).await;
+    let what = "package_patch resources=[]";
+    let dropped = [("resource/delete", vr.as_str()), ("dataset/update", &v)];
+    watch.expect(what, &dropped).await;
+    member.expect(what, &[]).await;
+    outsider.expect(what, &[]).await;
+
+    // bulk_update_delete (2.9-2.11: one UPDATE of `state` alone) of the reused name's
+    // dataset, now in lab-org-2 and public: a delete for every hook.
+    let org = act(
+        ck,
+        "organization_show",
+        "lab_sysadmin",
+        json!({"id": "lab-org-2"}),
+    )
+    .await;
+    let data = json!({"org_id": id(&org), "datasets": [second]});
+    act(ck, "bulk_update_delete", "lab_sysadmin", data).await;
+    let what = "bulk_update_delete";
+    let deleted = [("dataset/delete", second.as_str())];
+    watch.expect(what, &deleted).await;
+    member.expect(what, &deleted).await;
+    outsider.expect(what, &deleted).await;
+
     service.stop().await;
+}
+
+/// The changed columns of a package or resource row, sorted, as `changes` names them: CKAN 2.8
+/// (`revisions`) also stamps the row with a new `revision_id`, a column of its own that
+/// package_show shows.
+fn own_columns(revisions: bool, columns: &[&str]) -> Value {
+    let mut names = columns.to_vec();
+    if revisions {
+        names.push("revision_id");
+    }
+    names.sort();
+    json!(names)
+}
+
+/// A JSON array of strings, sorted (an event's `changes` names fields in no set order).
+fn sorted(list: &Value) -> Value {
+    let mut names: Vec<&str> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|name| name.as_str().unwrap())
+        .collect();
+    names.sort();
+    json!(names)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -506,11 +621,9 @@ async fn conformance_trigger_ckan_2_12_0() {
     scenario("2.12.0", Mode::Trigger).await;
 }
 
-/// CKAN 2.8 is required in poll mode only (DESIGN.md §4 reads its revision tables); the
-/// scenario runs on it all the same, so that poll mode has a checked harness to plug in.
+/// Trigger mode is not required on CKAN 2.8 (DESIGN.md §4 has poll mode read its
+/// revision tables), but the scenario passes there too; it runs when the 2.8 venv exists.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "CKAN 2.8 needs poll mode (DESIGN.md §4), which this branch does not have yet; \
-            run with --run-ignored to try trigger mode on 2.8"]
 async fn conformance_trigger_ckan_2_8_12() {
     scenario("2.8.12", Mode::Trigger).await;
 }
