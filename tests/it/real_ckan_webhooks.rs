@@ -29,9 +29,12 @@ use std::time::Duration;
 
 /// How the service learns about CKAN's writes.
 ///
-/// Poll mode (DESIGN.md §4) plugs in here: add the variant, then the three `match mode`
-/// below: [`start_service`] (start it in poll mode), [`settled`] (when everything CKAN
-/// wrote is derived and delivered) and nothing else; the steps and expectations stay.
+/// Poll mode (DESIGN.md §4) plugs in here: add the variant, then an arm in each of the
+/// two `match mode` below, [`start_service`] (install and start the service in poll
+/// mode) and [`settled`] (everything CKAN committed is derived and delivered), and a
+/// `#[tokio::test]` per version at the end of this file. The steps and their expectations
+/// stay: every step waits until the service has settled before the next action, so a
+/// poll cycle never spans two steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Triggers on CKAN's tables write the change log (DESIGN.md §2).
@@ -39,7 +42,7 @@ pub enum Mode {
 }
 
 /// A CKAN version as (major, minor), for the few places where CKAN itself differs.
-fn minor(version: &str) -> (u32, u32) {
+fn release(version: &str) -> (u32, u32) {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap());
     (parts.next().unwrap(), parts.next().unwrap())
 }
@@ -56,7 +59,7 @@ async fn start_service(mode: Mode, db: &TestDb, ckan: &Ckan) -> TestService {
     // `run` tells the release from the database and takes legacy API keys where CKAN
     // does (2.9 and older).
     let line = users::ckan_release_line(&client).await.unwrap();
-    let (major, minor) = minor(ckan.version());
+    let (major, minor) = release(ckan.version());
     assert_eq!(
         line,
         Some(format!("{major}.{minor}").as_str()),
@@ -259,7 +262,7 @@ fn rid(dataset: &Value, n: usize) -> String {
 /// does `package_patch state=active`; 2.8 and 2.9 read the dataset and
 /// `package_update` it with `allow_state_change`.
 async fn publish_draft(ckan: &mut Ckan, user: &str, dataset: &str) {
-    if minor(ckan.version()) >= (2, 10) {
+    if release(ckan.version()) >= (2, 10) {
         let data = json!({"id": dataset, "state": "active"});
         act(ckan, "package_patch", user, data).await;
     } else {
@@ -278,7 +281,7 @@ async fn scenario(version: &str, mode: Mode) {
     }
     // CKAN 2.9 brought collaborators (package_member) and dropped the revision_id
     // columns of package and resource.
-    let collaborators = minor(version) >= (2, 9);
+    let collaborators = release(version) >= (2, 9);
     let revisions = !collaborators;
     let db = TestDb::create(Schema::Empty, false)
         .await
@@ -541,6 +544,10 @@ async fn scenario(version: &str, mode: Mode) {
 
         let data = json!({"id": v, "user_id": "lab_outsider"});
         act(ck, "package_collaborator_delete", "lab_sysadmin", data).await;
+        let what = "package_collaborator_delete";
+        watch.expect(what, &[]).await;
+        outsider.expect(what, &[]).await;
+
         let data = json!({"id": v, "title": "Unshared"});
         act(ck, "package_patch", "lab_editor", data).await;
         let what = "package_patch after the collaborator left";
