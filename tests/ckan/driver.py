@@ -1,10 +1,12 @@
-"""Real CKAN 2.12, in-process, driven over stdin/stdout with JSON lines.
+"""Real CKAN (2.8 to 2.12), in-process, driven over stdin/stdout with JSON lines.
 
     <venv>/bin/python tests/ckan/driver.py --ini DIR/ckan.ini
 
-Used by tests/it/support/ckan.rs. CKAN is loaded the way its CLI loads it
-(ckan.cli.load_config + make_app), without Solr: the search layer is patched
-in this process (see `disable_solr`). The ini comes from tests/ckan/make_ini.py.
+Used by tests/it/support/ckan.rs. This file is Python 2.7 and 3 at once, for
+CKAN 2.8. CKAN is loaded the way its own command line loads it (2.9+:
+ckan.cli.load_config + make_app; 2.8: the Pylons-era ckan.lib.cli.load_config),
+without Solr: the search layer is patched in this process (see nosolr.py). The
+ini comes from tests/ckan/make_ini.py.
 
 Protocol: once CKAN is loaded, the driver writes one line
 
@@ -26,7 +28,9 @@ Requests:
         Creates the standard fixtures (see SETUP below) and returns their ids:
         {"users": {name: id}, "orgs": {name: id}, "groups": {name: id}}.
     {"cmd": "token", "user": NAME}
-        Returns a new CKAN API token (api_token_create) for NAME, as a string.
+        Returns a credential for NAME as a string: a new CKAN API token
+        (api_token_create) on 2.9+, the user's legacy API key (user.apikey) on
+        2.8, which has no API tokens.
     {"cmd": "ping"}
         Returns "pong".
     {"cmd": "quit"}
@@ -47,6 +51,13 @@ import json
 import os
 import sys
 import traceback
+
+import nosolr
+
+try:
+    STRING = basestring  # noqa: F821 - Python 2.7, for CKAN 2.8
+except NameError:
+    STRING = str
 
 # The fixtures made by {"cmd": "setup"}. All users share PASSWORD and have the
 # e-mail address <name>@example.invalid.
@@ -78,63 +89,45 @@ def protocol_stdout():
     fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    return os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+    return os.fdopen(fd, "wb", 0)
 
 
-def disable_solr():
-    """Make ckan.lib.search work without a Solr server.
-
-    In 2.12 package_create/update/delete index the dataset *before* the DB
-    commit, and a failing index call rolls the write back. Indexing only reads
-    the DB and talks HTTP, so turning it into a no-op changes none of the SQL
-    CKAN issues. Searches answer "0 hits" (organization_show counts datasets
-    with one), and package_show's read-through of the index fails with
-    SearchError so it always reads the DB. Must run before make_app, which
-    also asks Solr for its schema version.
-    """
-    import ckan.lib.search as search
-    from ckan.lib.search import index, query
-
-    def nothing(self, *args, **kwargs):
-        return None
-
-    # Every write path of the package index, including the ones that
-    # bulk_update_* and `search-index` reach through index_for().
-    for method in ("index_package", "update_dict", "insert_dict",
-                   "delete_package", "remove_dict", "commit", "clear"):
-        setattr(index.PackageSearchIndex, method, nothing)
-
-    def no_hits(self, *args, **kwargs):
-        self.count = 0
-        self.results = []
-        self.facets = {}
-        return {"results": [], "count": 0, "facets": {}}
-
-    def not_indexed(self, reference):
-        raise search.SearchError("ckan-webhooks test driver: no Solr")
-
-    query.PackageSearchQuery.run = no_hits
-    query.PackageSearchQuery.get_index = not_indexed
-    query.PackageSearchQuery.get_all_entity_ids = lambda self, *a, **k: []
-    search.check_solr_schema_version = lambda *a, **k: False
+def version_tuple(text):
+    return tuple(int(part) for part in text.split(".")[:2])
 
 
 def load_ckan(ini):
+    """Loads CKAN's config and app; returns the Flask app to make request contexts."""
+    import ckan
+
+    ini = os.path.abspath(ini)
+    if version_tuple(ckan.__version__) < (2, 9):
+        # 2.8: what `paster` commands do. It keeps a test request context of the
+        # Flask app (for url_for) whose app is the one to use.
+        from ckan.lib import cli
+
+        cli.load_config(ini)
+        return cli._cli_test_request_context.app
     from ckan.cli import load_config
     from ckan.config.middleware import make_app
 
-    app = make_app(load_config(os.path.abspath(ini)))
-    # make_app wraps the Flask app in CKAN's middleware; the Flask app is inside.
+    app = make_app(load_config(ini))
+    if hasattr(app, "apps"):
+        # 2.9: a dispatcher between the Pylons and the Flask app.
+        return app.apps["flask_app"]._wsgi_app
+    # 2.10+: CKAN's middleware wraps the Flask app.
     return app._wsgi_app
 
 
-class Driver:
+class Driver(object):
     def __init__(self, flask_app):
+        import ckan
         import ckan.model as model
         import ckanapi
         import ckan.logic as logic
 
         self.app = flask_app
+        self.version = version_tuple(ckan.__version__)
         self.model = model
         self.ckanapi = ckanapi
         self.logic = logic
@@ -159,7 +152,12 @@ class Driver:
                 data["sysadmin"] = True
             user = self.action("user_create", None, data)
             if sysadmin and not user.get("sysadmin"):
-                raise RuntimeError("user_create did not make %s a sysadmin" % name)
+                # Before 2.11 user_create ignores "sysadmin": do what
+                # `ckan sysadmin add` (2.8: `paster sysadmin add`) does.
+                self.model.Session.remove()
+                obj = self.model.User.get(user["id"])
+                obj.sysadmin = True
+                self.model.repo.commit()
             ids["users"][name] = user["id"]
             self.model.Session.remove()
         for kind, create, member_create in (
@@ -180,6 +178,12 @@ class Driver:
     def token(self, user):
         if not user:
             raise BadRequest("token needs a user")
+        if self.version < (2, 9):
+            # 2.8 has no API tokens: callers send the legacy API key.
+            obj = self.model.User.get(user)
+            if obj is None:
+                raise self.logic.NotFound("no user %s" % user)
+            return obj.apikey
         res = self.action("api_token_create", None,
                           {"user": user, "name": "ckan-webhooks-test"})
         token = res["token"]
@@ -198,7 +202,7 @@ class Driver:
         if cmd is not None:
             raise BadRequest("unknown cmd %r" % cmd)
         name = req.get("action")
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, STRING) or not name:
             raise BadRequest("need \"action\" or \"cmd\"")
         data = req.get("data") or {}
         context = req.get("context") or {}
@@ -224,7 +228,9 @@ class Driver:
 
         write(out, {"ready": True, "ckan_version": ckan.__version__,
                     "python": sys.version.split()[0]})
-        for line in sys.stdin:
+        # readline, not iteration: Python 2's file iterator reads ahead and would
+        # wait for more requests before answering this one.
+        for line in iter(sys.stdin.readline, ""):
             line = line.strip()
             if not line:
                 continue
@@ -239,6 +245,13 @@ class Driver:
                 return
             try:
                 with self.app.test_request_context():
+                    if self.version < (2, 9):
+                        # 2.8's authz reads c.userobj, which is flask.g here, and
+                        # only copes with it being None, not with it missing.
+                        import flask
+
+                        flask.g.user = None
+                        flask.g.userobj = None
                     try:
                         resp = {"ok": True, "result": self.handle(req)}
                     finally:
@@ -259,8 +272,8 @@ class BadRequest(Exception):
 
 
 def write(out, obj):
-    out.write(json.dumps(obj, default=str) + "\n")
-    out.flush()
+    line = json.dumps(obj, default=str) + "\n"
+    out.write(line.encode("utf-8"))
 
 
 def main():
@@ -268,7 +281,7 @@ def main():
     ap.add_argument("--ini", required=True)
     args = ap.parse_args()
     out = protocol_stdout()
-    disable_solr()
+    nosolr.disable_solr()
     app = load_ckan(args.ini)
     Driver(app).serve(out)
 

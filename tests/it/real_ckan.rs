@@ -1,27 +1,43 @@
-//! Smoke test of the real-CKAN harness (`support::ckan`): CKAN 2.12 creates its own
-//! tables in an empty test database and its actions land there.
+//! Smoke tests of the real-CKAN harness (`support::ckan`): CKAN 2.12 creates its own
+//! tables in an empty test database and its actions land there; so does CKAN 2.8, which
+//! the harness drives through its Pylons-era loader and legacy API keys.
 //!
 //! Needs `bash scripts/ckan-venv.sh` once; `CKAN_WEBHOOKS_SKIP_REAL_CKAN=1` skips.
 
-use crate::support::ckan::Ckan;
+use crate::support::ckan::{self, Ckan, DEFAULT_VERSION};
 use crate::support::db::{Schema, TestDb};
 use serde_json::{json, Value};
 use std::time::Instant;
 
-/// False (after saying so) when real-CKAN tests are switched off; panics when they are
-/// on but the venv is missing.
+/// [`real_ckan_version_enabled`] for CKAN 2.12.0, the version most tests use.
 pub fn real_ckan_enabled(test: &str) -> bool {
+    real_ckan_version_enabled(test, DEFAULT_VERSION)
+}
+
+/// False (after saying so) when real-CKAN tests are switched off, or when `version`'s
+/// venv is missing and that version is not required (`support::ckan::version_required`);
+/// panics when a required version's venv is missing.
+pub fn real_ckan_version_enabled(test: &str, version: &str) -> bool {
     if std::env::var_os("CKAN_WEBHOOKS_SKIP_REAL_CKAN").is_some_and(|v| v == "1") {
         eprintln!("{test}: skipped (CKAN_WEBHOOKS_SKIP_REAL_CKAN=1)");
         return false;
     }
-    if Ckan::venv().is_none() {
+    if Ckan::venv(version).is_some() {
+        return true;
+    }
+    if ckan::version_required(version) {
         panic!(
-            "{test} needs a real CKAN: run `bash scripts/ckan-venv.sh` first \
+            "{test} needs CKAN {version}: run `bash scripts/ckan-venv.sh {version}` first \
              (or set CKAN_WEBHOOKS_SKIP_REAL_CKAN=1 to skip the real-CKAN tests)"
         );
     }
-    true
+    eprintln!(
+        "{test}: skipped: no CKAN {version} venv at {} (build it with \
+         `bash scripts/ckan-venv.sh {version}`, or run scripts/test.sh with \
+         CKAN_WEBHOOKS_CKAN_VERSIONS listing it)",
+        ckan::venv_dir(version).display()
+    );
+    false
 }
 
 fn id(v: &Value) -> String {
@@ -261,4 +277,91 @@ async fn real_ckan_smoke() {
 
     drop(ckan);
     eprintln!("real_ckan_smoke took {:.1?}", started.elapsed());
+}
+
+/// CKAN 2.8 (Python 2.7, Pylons-era loader, no API tokens) runs under the same driver:
+/// its own `db init` makes its tables, its actions write rows and revisions, and the
+/// driver's credential is the user's legacy API key.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_ckan_2_8_driver_writes_rows() {
+    let version = "2.8.12";
+    if !real_ckan_version_enabled("real_ckan_2_8_driver_writes_rows", version) {
+        return;
+    }
+    let db = TestDb::create(Schema::Empty, false)
+        .await
+        .expect("an empty database");
+    let mut ckan = Ckan::start_version(&db.url, version).await;
+    assert_eq!(ckan.version(), version);
+    let sql = db.client().await;
+    let migrate: i64 = sql
+        .query_one("SELECT count(*) FROM migrate_version", &[])
+        .await
+        .expect("2.8's sqlalchemy-migrate ledger")
+        .get(0);
+    assert_eq!(migrate, 1);
+
+    let ids = ckan.setup().await;
+    let editor = ids["users"]["lab_editor"].as_str().unwrap().to_string();
+    let row = sql
+        .query_one(
+            "SELECT sysadmin FROM \"user\" WHERE name = 'lab_sysadmin'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "lab_sysadmin is a sysadmin");
+
+    let data = json!({"name": "smoke-28", "owner_org": "lab-org",
+                      "resources": [{"name": "r1", "url": "http://example.invalid/r1.csv"}]});
+    let created = ckan
+        .call("package_create", "lab_editor", data, Value::Null)
+        .await
+        .expect("package_create on 2.8");
+    let dataset = id(&created);
+    let row = sql
+        .query_one(
+            "SELECT p.state, p.creator_user_id, count(r.id), count(pr.id)
+             FROM package p
+             JOIN resource r ON r.package_id = p.id
+             JOIN package_revision pr ON pr.id = p.id
+             WHERE p.id = $1 GROUP BY p.state, p.creator_user_id",
+            &[&dataset],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "active");
+    assert_eq!(row.get::<_, String>(1), editor);
+    assert_eq!(row.get::<_, i64>(2), 1, "one resource row");
+    assert!(row.get::<_, i64>(3) >= 1, "2.8 writes package_revision");
+
+    // The UI's draft flow and a state change work as on 2.9+.
+    let draft = ckan
+        .call(
+            "package_create",
+            "lab_editor",
+            json!({"name": "smoke-28-draft", "owner_org": "lab-org", "state": "draft"}),
+            json!({"allow_state_change": true}),
+        )
+        .await
+        .expect("a draft on 2.8");
+    assert_eq!(state(&sql, &id(&draft)).await, "draft");
+    ckan.call(
+        "package_delete",
+        "lab_editor",
+        json!({"id": dataset}),
+        Value::Null,
+    )
+    .await
+    .expect("package_delete on 2.8");
+    assert_eq!(state(&sql, &dataset).await, "deleted");
+
+    // No api_token table: the credential is user.apikey.
+    let key = ckan.token("lab_editor").await;
+    let stored: Option<String> = sql
+        .query_one("SELECT apikey FROM \"user\" WHERE id = $1", &[&editor])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored.as_deref(), Some(key.as_str()));
 }

@@ -1,24 +1,18 @@
 //! The API driven by the real `ckanapi.RemoteCKAN` (`tests/ckanapi/client.py`), so that
 //! CKAN's own client library is the judge of our envelopes and error mapping.
 //!
-//! The Python is `CKAN_WEBHOOKS_CKAN_VENV/bin/python` when that is set, else
-//! `CKAN_WEBHOOKS_PYTHON`, else `<repo>/target/ckan-venv/bin/python` (made by
+//! The Python is the CKAN 2.12.0 venv's (`support::ckan::venv_dir`, made by
 //! `scripts/ckan-venv.sh`). `CKAN_WEBHOOKS_SKIP_REAL_CKAN=1` skips the test.
 
 use crate::support::api::ApiServer;
+use crate::support::ckan::{venv_dir, DEFAULT_VERSION};
 use crate::support::ckan_users;
 use crate::support::db::TestDb;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn python() -> PathBuf {
-    if let Some(venv) = std::env::var_os("CKAN_WEBHOOKS_CKAN_VENV") {
-        return Path::new(&venv).join("bin/python");
-    }
-    if let Some(python) = std::env::var_os("CKAN_WEBHOOKS_PYTHON") {
-        return PathBuf::from(python);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ckan-venv/bin/python")
+    venv_dir(DEFAULT_VERSION).join("bin/python")
 }
 
 #[tokio::test]

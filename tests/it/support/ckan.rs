@@ -1,10 +1,12 @@
-//! A real CKAN 2.12 for a test: `tests/ckan/make_ini.py` writes an ini for the test's
-//! (empty) database and runs CKAN's `db init` and migrations, then `tests/ckan/driver.py`
-//! keeps CKAN loaded in one Python process and runs actions sent as JSON lines.
+//! A real CKAN (2.8.12 to 2.12.0) for a test: `tests/ckan/make_ini.py` writes an ini for
+//! the test's (empty) database and runs CKAN's `db init` and migrations, then
+//! `tests/ckan/driver.py` keeps CKAN loaded in one Python process and runs actions sent
+//! as JSON lines.
 //!
-//! Needs the venv made by `scripts/ckan-venv.sh` (`CKAN_WEBHOOKS_CKAN_VENV`, default
-//! `<repo>/target/ckan-venv`). No Solr and no Redis are needed. Set
-//! `CKAN_WEBHOOKS_KEEP_CKAN_DIR=1` to keep the ini and the driver's log after the test.
+//! Each version needs its venv, made by `scripts/ckan-venv.sh VERSION` at
+//! `<venvs>/ckan-venv-<VERSION>` (`<venvs>` is `CKAN_WEBHOOKS_CKAN_VENVS`, default
+//! `<repo>/target`). No Solr and no Redis are needed. Set `CKAN_WEBHOOKS_KEEP_CKAN_DIR=1`
+//! to keep the ini and the driver's log after the test.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -15,10 +17,21 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// How long one action (or setup, or token) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long writing the ini plus `db init` and migrations may take (about 15 s here).
-const INIT_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long writing the ini plus `db init` and migrations may take (about 15 s here,
+/// several times that when four CKANs initialise at once on two cores).
+const INIT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the driver may take to load CKAN (about 3 s here).
-const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The CKAN the tests use unless they name one.
+pub const DEFAULT_VERSION: &str = "2.12.0";
+
+/// Every CKAN version the harness knows, oldest first.
+pub const VERSIONS: [&str; 5] = ["2.8.12", "2.9.11", "2.10.11", "2.11.6", "2.12.0"];
+
+/// The versions whose venv must exist when real-CKAN tests run, unless
+/// `CKAN_WEBHOOKS_CKAN_VERSIONS` lists others: what scripts/test.sh builds by default.
+pub const REQUIRED_VERSIONS: [&str; 2] = ["2.9.11", "2.12.0"];
 
 /// A running in-process CKAN (the driver), its ini and scratch directory.
 pub struct Ckan {
@@ -37,11 +50,22 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where scripts/ckan-venv.sh puts the venv.
-pub fn venv_dir() -> PathBuf {
-    match std::env::var_os("CKAN_WEBHOOKS_CKAN_VENV") {
+/// Where scripts/ckan-venv.sh puts the venv of CKAN `version`.
+pub fn venv_dir(version: &str) -> PathBuf {
+    let venvs = match std::env::var_os("CKAN_WEBHOOKS_CKAN_VENVS") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => repo().join("target/ckan-venv"),
+        _ => repo().join("target"),
+    };
+    venvs.join(format!("ckan-venv-{version}"))
+}
+
+/// Whether a missing venv for `version` fails a test (true) or skips it (false): the
+/// versions in `CKAN_WEBHOOKS_CKAN_VERSIONS` (space-separated; scripts/test.sh sets it to
+/// what it built), else [`REQUIRED_VERSIONS`].
+pub fn version_required(version: &str) -> bool {
+    match std::env::var("CKAN_WEBHOOKS_CKAN_VERSIONS") {
+        Ok(list) if !list.trim().is_empty() => list.split_whitespace().any(|v| v == version),
+        _ => REQUIRED_VERSIONS.contains(&version),
     }
 }
 
@@ -93,20 +117,25 @@ fn python(py: &Path) -> Command {
 }
 
 impl Ckan {
-    /// The venv's python if scripts/ckan-venv.sh has been run, else None.
-    pub fn venv() -> Option<PathBuf> {
-        let dir = venv_dir();
+    /// The python of `version`'s venv if scripts/ckan-venv.sh has built it, else None.
+    pub fn venv(version: &str) -> Option<PathBuf> {
+        let dir = venv_dir(version);
         let py = dir.join("bin/python");
         (py.exists() && dir.join(".ckan-webhooks-stamp").exists()).then_some(py)
     }
 
-    /// Writes an ini for `database_url` (an empty database), runs db init + migrations,
-    /// starts driver.py.
+    /// [`Ckan::start_version`] with [`DEFAULT_VERSION`].
     pub async fn start(database_url: &str) -> Ckan {
-        let py = Self::venv().unwrap_or_else(|| {
+        Self::start_version(database_url, DEFAULT_VERSION).await
+    }
+
+    /// Writes an ini for `database_url` (an empty database), runs CKAN `version`'s db
+    /// init (and migrations), starts driver.py in that version's venv.
+    pub async fn start_version(database_url: &str, version: &str) -> Ckan {
+        let py = Self::venv(version).unwrap_or_else(|| {
             panic!(
-                "no CKAN venv at {}: run scripts/ckan-venv.sh",
-                venv_dir().display()
+                "no CKAN {version} venv at {}: run `bash scripts/ckan-venv.sh {version}`",
+                venv_dir(version).display()
             )
         });
         let dir = ScratchDir::new();
@@ -187,6 +216,12 @@ impl Ckan {
             ckan.fail(&format!("expected the ready line, got {ready}"));
         }
         ckan.ckan_version = ready["ckan_version"].as_str().unwrap_or("?").to_string();
+        if ckan.ckan_version != version {
+            ckan.fail(&format!(
+                "the venv for {version} loaded CKAN {}",
+                ckan.ckan_version
+            ));
+        }
         eprintln!(
             "CKAN {} loaded in {:.1?}",
             ckan.ckan_version,
@@ -226,7 +261,8 @@ impl Ckan {
         }
     }
 
-    /// A new CKAN API token (a JWT signed with `token_secret`) for `user`.
+    /// A credential for `user`: a new CKAN API token (a JWT signed with `token_secret`),
+    /// or on CKAN 2.8, which has no tokens, the user's legacy API key.
     pub async fn token(&mut self, user: &str) -> String {
         match self.request(json!({"cmd": "token", "user": user})).await {
             Ok(Value::String(token)) => token,
