@@ -69,6 +69,9 @@ pub async fn pass(client: &mut Client, purpose: Purpose) -> Result<Pass> {
         .isolation_level(IsolationLevel::RepeatableRead)
         .start()
         .await?;
+    // The snapshot's time: every change committed before it is in this pass.
+    let snapshot_at: chrono::DateTime<chrono::Utc> =
+        tx.query_one("SELECT now()", &[]).await?.get(0);
     let layout = shadow::layout(&tx).await?;
     if !shadow::has_baseline(&tx).await? {
         done.baseline = Some(shadow::take_baseline(&tx, &layout).await?);
@@ -111,6 +114,7 @@ pub async fn pass(client: &mut Client, purpose: Purpose) -> Result<Pass> {
             "pending": done.pending,
             "changes": done.changes,
             "elapsed_ms": done.elapsed.as_secs_f64() * 1000.0,
+            "snapshot_at": snapshot_at,
         }),
     )
     .await?;
