@@ -1,13 +1,15 @@
 //! Queries on `ckan_webhooks.delivery` for the delivery worker: claiming due rows under
 //! a lease, and handing back claims it cannot serve. Outcomes are recorded by
 //! [`super::outcomes`]; every outcome clears the lease, so a row is leased only while an
-//! attempt is running.
+//! attempt is running or waiting for its destination. The worker runs these on every
+//! wake-up, so each is prepared once per connection (`prepare_cached`).
 
 use crate::error::Result;
 use crate::payload::Event;
 use chrono::{DateTime, Utc};
+use deadpool_postgres::ClientWrapper;
 use std::time::Duration;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
 
 /// A delivery claimed for one attempt, with what is needed to send it.
 #[derive(Debug, Clone)]
@@ -45,13 +47,13 @@ pub struct Claimed {
 /// no earlier pending delivery exists for the same (subscription, dataset). Rows locked
 /// by another claim are skipped, not waited for.
 pub async fn claim(
-    client: &impl GenericClient,
+    client: &ClientWrapper,
     limit: i64,
     lease: Duration,
     skip_subscriptions: &[String],
 ) -> Result<Vec<Claimed>> {
-    let rows = client
-        .query(
+    let statement = client
+        .prepare_cached(
             "WITH due AS (
                  SELECT d.id
                  FROM ckan_webhooks.delivery d
@@ -83,8 +85,11 @@ pub async fn claim(
                        e.id AS event_id, e.topic, e.dataset_id,
                        e.organization_id, e.dataset_type, e.entity, e.changes,
                        e.occurred_at, d.seq",
-            &[&limit, &(lease.as_millis() as f64), &skip_subscriptions],
         )
+        .await?;
+    let lease_ms = lease.as_millis() as f64;
+    let rows = client
+        .query(&statement, &[&limit, &lease_ms, &skip_subscriptions])
         .await?;
 
     let mut claimed: Vec<(i64, Claimed)> = rows.iter().map(claimed_from_row).collect();
@@ -125,9 +130,9 @@ fn claimed_from_row(row: &Row) -> (i64, Claimed) {
 /// its next attempt time and its lease's end, among heads of line of active
 /// subscriptions. Rows already due are not counted (they are claimed, or waiting for a
 /// busy destination).
-pub async fn next_due_in(client: &impl GenericClient) -> Result<Option<Duration>> {
-    let row = client
-        .query_one(
+pub async fn next_due_in(client: &ClientWrapper) -> Result<Option<Duration>> {
+    let statement = client
+        .prepare_cached(
             "SELECT extract(epoch FROM min(greatest(d.next_attempt_at,
                         coalesce(d.lease_until, d.next_attempt_at))) - now())::float8
              FROM ckan_webhooks.delivery d
@@ -142,23 +147,26 @@ pub async fn next_due_in(client: &impl GenericClient) -> Result<Option<Duration>
                      AND earlier.dataset_id = d.dataset_id
                      AND earlier.status = 'pending'
                      AND earlier.seq < d.seq)",
-            &[],
         )
         .await?;
+    let row = client.query_one(&statement, &[]).await?;
     let seconds: Option<f64> = row.get(0);
     Ok(seconds.map(|s| Duration::from_secs_f64(s.max(0.0))))
 }
 
-/// Hands back a claim whose attempt never started (its destination was busy, or the
-/// worker is stopping): the lease is cleared and the attempt not counted.
-pub async fn release(client: &impl GenericClient, id: &str) -> Result<()> {
-    client
-        .execute(
+/// Hands back claims whose attempts never started (their destination was busy too
+/// long, or the worker is stopping): the leases are cleared and the attempts not counted.
+pub async fn release(client: &ClientWrapper, ids: &[&str]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let statement = client
+        .prepare_cached(
             "UPDATE ckan_webhooks.delivery
              SET lease_until = NULL, attempts = greatest(attempts - 1, 0)
-             WHERE id = $1 AND status = 'pending'",
-            &[&id],
+             WHERE id = ANY($1::text[]) AND status = 'pending'",
         )
         .await?;
+    client.execute(&statement, &[&ids]).await?;
     Ok(())
 }
