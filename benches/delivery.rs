@@ -218,6 +218,7 @@ async fn raw_posts(n: usize) -> Duration {
             changes: None,
             occurred_at: chrono::Utc::now(),
         },
+        position: store::deliveries::first_position(),
     };
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

@@ -90,6 +90,9 @@ pub async fn run(
     let mut want_claim = true;
     let mut backlog = false;
     let mut deadline = Instant::now();
+    // Where a claim during a backlog starts, and since when claims have started there
+    // (a claim from the beginning, at least every IDLE_MAX, finds rows passed over).
+    let mut from: Option<(deliveries::Position, Instant)> = None;
     tracing::info!(
         concurrency = config.concurrency,
         per_destination = config.per_destination_concurrency,
@@ -104,10 +107,24 @@ pub async fn run(
         // Claim as many rows as there is room for, skipping saturated destinations.
         let room = max_held.saturating_sub(tasks.len() + parked_len(&parked));
         if want_claim && room > 0 && (!backlog || room >= batch_min) {
-            match worker.claim(room, &parked).await {
+            let start = match from {
+                Some((position, since)) if since.elapsed() < IDLE_MAX => position,
+                _ => deliveries::first_position(),
+            };
+            match worker.claim(room, &parked, start).await {
                 Ok(batch) => {
-                    // A full batch may have left due rows behind: keep claiming.
+                    // A full batch may have left due rows behind: keep claiming, from
+                    // where this batch began.
                     backlog = batch.len() == room;
+                    from = match (backlog, batch.iter().map(|c| c.position).min()) {
+                        (true, Some(first)) => match from {
+                            Some((_, since)) if start != deliveries::first_position() => {
+                                Some((first, since))
+                            }
+                            _ => Some((first, Instant::now())),
+                        },
+                        _ => None,
+                    };
                     let mut handed_back = Vec::new();
                     for claimed in batch {
                         worker
@@ -123,6 +140,7 @@ pub async fn run(
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming deliveries failed");
                     backlog = false;
+                    from = None;
                     deadline = Instant::now() + IDLE_MAX;
                 }
             }
@@ -199,7 +217,12 @@ impl Worker {
 
     /// Claims up to `room` due rows, leaving out subscriptions whose origin is full and
     /// already has a full queue of rows waiting.
-    async fn claim(&self, room: usize, parked: &ParkedRows) -> Result<Vec<Claimed>> {
+    async fn claim(
+        &self,
+        room: usize,
+        parked: &ParkedRows,
+        from: deliveries::Position,
+    ) -> Result<Vec<Claimed>> {
         let can_park = !self.max_park().is_zero();
         let cap = self.config.per_destination_concurrency.max(1);
         let busy = self.destinations.busy_subscriptions(|origin| {
@@ -207,7 +230,8 @@ impl Worker {
         });
         let started = std::time::Instant::now();
         let client = self.pool.get().await?;
-        let batch = deliveries::claim(&client, room as i64, self.config.lease, &busy).await?;
+        let lease = self.config.lease;
+        let batch = deliveries::claim(&client, room as i64, lease, &busy, from).await?;
         if !batch.is_empty() {
             tracing::debug!(
                 claimed = batch.len(),

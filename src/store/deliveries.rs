@@ -37,9 +37,27 @@ pub struct Claimed {
     pub owner_id: String,
     /// The event being delivered.
     pub event: Event,
+    /// Where the row stood in the claim order: its next attempt time and sequence number.
+    pub position: Position,
 }
 
-/// Claims up to `limit` due deliveries for one attempt each.
+/// A place in the claim order (next attempt time, then sequence number).
+pub type Position = (DateTime<Utc>, i64);
+
+/// The start of the claim order (1900, before any delivery's next attempt).
+pub fn first_position() -> Position {
+    let start = DateTime::from_timestamp(-2_208_988_800, 0).expect("1900 is a valid time");
+    (start, i64::MIN)
+}
+
+/// Claims up to `limit` due deliveries for one attempt each, looking only at rows from
+/// `from` on in the claim order.
+///
+/// `from` lets a worker draining a backlog start where its last claim started instead
+/// of walking again over the index entries of rows settled since (they stay in the index
+/// until vacuumed, and a scan from the start would grow slower with every row settled).
+/// Rows it passes over this way are found again by the next claim from
+/// [`first_position`].
 ///
 /// A row is due when it is pending, its next attempt time has come, no live lease holds
 /// it, its subscription is active and not in `skip_subscriptions` (those whose
@@ -51,6 +69,7 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
     skip_subscriptions: &[String],
+    from: Position,
 ) -> Result<Vec<Claimed>> {
     let statement = client
         .prepare_cached(
@@ -63,6 +82,7 @@ pub async fn claim(
                    AND (d.lease_until IS NULL OR d.lease_until < now())
                    AND s.state = 'active'
                    AND NOT (d.subscription_id = ANY($3))
+                   AND (d.next_attempt_at, d.seq) >= ($4::timestamptz, $5::int8)
                    AND NOT EXISTS (
                        SELECT 1 FROM ckan_webhooks.delivery earlier
                        WHERE earlier.subscription_id = d.subscription_id
@@ -84,22 +104,25 @@ pub async fn claim(
                        END AS previous_secret,
                        e.id AS event_id, e.topic, e.dataset_id,
                        e.organization_id, e.dataset_type, e.entity, e.changes,
-                       e.occurred_at, d.seq",
+                       e.occurred_at, d.seq, d.next_attempt_at",
         )
         .await?;
     let lease_ms = lease.as_millis() as f64;
     let rows = client
-        .query(&statement, &[&limit, &lease_ms, &skip_subscriptions])
+        .query(
+            &statement,
+            &[&limit, &lease_ms, &skip_subscriptions, &from.0, &from.1],
+        )
         .await?;
 
-    let mut claimed: Vec<(i64, Claimed)> = rows.iter().map(claimed_from_row).collect();
-    claimed.sort_by_key(|(seq, _)| *seq);
-    Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    let mut claimed: Vec<Claimed> = rows.iter().map(claimed_from_row).collect();
+    claimed.sort_by_key(|c| c.position.1);
+    Ok(claimed)
 }
 
-fn claimed_from_row(row: &Row) -> (i64, Claimed) {
+fn claimed_from_row(row: &Row) -> Claimed {
     let attempts: i32 = row.get("attempts");
-    let claimed = Claimed {
+    Claimed {
         id: row.get("id"),
         attempt: attempts.max(0) as u32,
         created_at: row.get("created_at"),
@@ -122,8 +145,8 @@ fn claimed_from_row(row: &Row) -> (i64, Claimed) {
             changes: row.get("changes"),
             occurred_at: row.get("occurred_at"),
         },
-    };
-    (row.get("seq"), claimed)
+        position: (row.get("next_attempt_at"), row.get("seq")),
+    }
 }
 
 /// How long until the next delivery becomes claimable, if any is waiting: the later of

@@ -45,7 +45,8 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
             "0004_column_snapshot",
             "0005_delivery_indexes",
             "0006_requeue",
-            "0007_audience"
+            "0007_audience",
+            "0009_delivery_perf"
         ]
     );
     assert_eq!(report.captured_tables, expected_tables, "{schema:?}");
