@@ -3,6 +3,13 @@
 //! [`super::outcomes`]; every outcome clears the lease, so a row is leased only while an
 //! attempt is running or waiting for its destination. The worker runs these on every
 //! wake-up, so each is prepared once per connection (`prepare_cached`).
+//!
+//! PostgreSQL still plans the claim for each call's values: the generic plan of a
+//! prepared claim sorts every pending row (1.7 s with 200 000 pending when forced,
+//! against milliseconds), so its estimated cost stays above the custom plans' and the
+//! server keeps making custom ones (`pg_prepared_statements` showed 0 generic and 9
+//! custom plans with 500 and with 200 000 pending rows). Should that ever change,
+//! `plan_cache_mode = force_custom_plan` on the deliverer's connections restores it.
 
 use crate::error::Result;
 use crate::payload::Event;
