@@ -60,6 +60,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0008_shadow.sql"),
         capture: false,
     },
+    Migration {
+        name: "0009_delivery_perf",
+        sql: include_str!("../sql/0009_delivery_perf.sql"),
+        capture: false,
+    },
 ];
 
 /// The names of every embedded SQL file, in the order install applies them.

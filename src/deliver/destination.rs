@@ -113,13 +113,13 @@ impl Destinations {
             .expect("the global semaphore is never closed")
     }
 
-    /// Subscriptions whose origin has no free slot: claiming for them now would only
-    /// hand the rows back.
-    pub fn busy_subscriptions(&self) -> Vec<String> {
+    /// Subscriptions whose origin has no free slot and is `saturated` (the caller holds
+    /// enough rows waiting for it): claiming for them now would only hand rows back.
+    pub fn busy_subscriptions(&self, saturated: impl Fn(&str) -> bool) -> Vec<String> {
         let slots = self.slots.lock().expect("slot map lock");
         let full: Vec<&String> = slots
             .iter()
-            .filter(|(_, s)| s.available_permits() == 0)
+            .filter(|(origin, s)| s.available_permits() == 0 && saturated(origin))
             .map(|(origin, _)| origin)
             .collect();
         if full.is_empty() {
@@ -162,12 +162,12 @@ mod tests {
         let _b = destinations.try_enter("http://b:80", "s3").unwrap();
         assert!(destinations.try_enter("http://a:80", "s1").is_none());
 
-        let mut busy = destinations.busy_subscriptions();
+        let mut busy = destinations.busy_subscriptions(|_| true);
         busy.sort();
         assert_eq!(busy, ["s1", "s2"]);
 
         drop((a1, a2));
-        assert!(destinations.busy_subscriptions().is_empty());
+        assert!(destinations.busy_subscriptions(|_| true).is_empty());
         assert!(destinations.try_enter("http://a:80", "s2").is_some());
     }
 

@@ -1,12 +1,15 @@
 //! Crash safety with the real binary: SIGKILL with 100 deliveries in flight, two `run`
 //! instances on one database, and the duplicate a receiver may see when an instance dies
-//! between the receiver's 200 and the record of it (same `webhook-id`).
+//! between the receiver's 200 and the record of it (same `webhook-id`); and, on the
+//! store alone, claims never acknowledged, and one batch of mixed outcomes.
 
 use crate::support::db::TestDb;
 use crate::support::process::RunProcess;
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::service::{self, TestService};
 use crate::support::worker::webhook_id;
+use ckan_webhooks::store::deliveries::{self, Claimed};
+use ckan_webhooks::store::outcomes::{self, AttemptRecord, Disable, Outcome, Verdict};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -265,4 +268,259 @@ async fn killed_before_recording_a_success_the_same_webhook_id_comes_again() {
     .await;
     assert_eq!(receiver.recorded().len(), 2);
     restarted.stop().await;
+}
+
+/// Waits until a claim with `lease` returns rows, and returns them.
+async fn claim_when_due(
+    pool: &deadpool_postgres::Pool,
+    lease: Duration,
+) -> Vec<ckan_webhooks::store::deliveries::Claimed> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let client = pool.get().await.unwrap();
+        let claimed = deliveries::claim(&client, 10, lease, &[], deliveries::first_position())
+            .await
+            .unwrap();
+        if !claimed.is_empty() {
+            return claimed;
+        }
+        assert!(Instant::now() < deadline, "the claims never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn outcome(claimed: &Claimed, verdict: Verdict) -> Outcome {
+    Outcome {
+        delivery_id: claimed.id.clone(),
+        subscription_id: claimed.subscription_id.clone(),
+        attempt: claimed.attempt,
+        record: AttemptRecord {
+            started_at: Some(chrono::Utc::now()),
+            status: Some(if verdict == Verdict::Delivered {
+                200
+            } else {
+                500
+            }),
+            ..AttemptRecord::default()
+        },
+        verdict,
+        disable: None,
+    }
+}
+
+#[tokio::test]
+async fn claimed_and_never_acknowledged_comes_again_under_the_same_id() {
+    let db = TestDb::installed().await;
+    let client = db.client().await;
+    let ids = pending(&client, "http://127.0.0.1:9/hook", 3).await;
+    let pool = ckan_webhooks::store::pool(&db.url, 2).unwrap();
+    let lease = Duration::from_millis(300);
+
+    // An instance claims the rows and dies before acknowledging anything.
+    let first = claim_when_due(&pool, lease).await;
+    assert_eq!(
+        first.iter().map(|c| c.id.clone()).collect::<BTreeSet<_>>(),
+        ids
+    );
+    assert!(first.iter().all(|c| c.attempt == 1));
+    let client_2 = pool.get().await.unwrap();
+    let start = deliveries::first_position();
+    let again = deliveries::claim(&client_2, 10, lease, &[], start)
+        .await
+        .unwrap();
+    drop(client_2);
+    assert!(again.is_empty(), "leased rows were claimed twice");
+
+    // Once the lease has run out, they are claimed again, same ids, next attempt.
+    let second = claim_when_due(&pool, Duration::from_secs(30)).await;
+    assert_eq!(
+        second.iter().map(|c| c.id.clone()).collect::<BTreeSet<_>>(),
+        ids
+    );
+    assert!(second.iter().all(|c| c.attempt == 2));
+
+    // The first instance's late failure cannot undo the second's success.
+    let late: Vec<Outcome> = first.iter().map(|c| outcome(c, RETRY)).collect();
+    let now: Vec<Outcome> = second
+        .iter()
+        .map(|c| outcome(c, Verdict::Delivered))
+        .collect();
+    let recorded = outcomes::record(&pool.get().await.unwrap(), &now)
+        .await
+        .unwrap();
+    assert_eq!(recorded.settled.into_iter().collect::<BTreeSet<_>>(), ids);
+    let recorded = outcomes::record(&pool.get().await.unwrap(), &late)
+        .await
+        .unwrap();
+    assert!(recorded.settled.is_empty());
+    let delivered = "SELECT count(*) FROM ckan_webhooks.delivery WHERE status = 'delivered'";
+    assert_eq!(count(&client, delivered).await, 3);
+    let logged = "SELECT count(*) FROM ckan_webhooks.attempt";
+    assert_eq!(count(&client, logged).await, 6);
+}
+
+const RETRY: Verdict = Verdict::Retry(Duration::from_secs(60));
+
+/// A delivery's id, status, attempts, whether unleased, last status, last error, and
+/// whether its next attempt is a minute away.
+type DeliveryState = (String, String, i32, bool, Option<i32>, Option<String>, bool);
+
+#[tokio::test]
+async fn one_batch_of_mixed_outcomes_records_each_as_one_at_a_time_would() {
+    let db = TestDb::installed().await;
+    let client = db.client().await;
+    pending(&client, "http://127.0.0.1:9/hook", 4).await;
+    // A second hook, failing for 100 hours, with one delivery.
+    client
+        .batch_execute(
+            "INSERT INTO ckan_webhooks.subscription (id, owner_id, topic, address, secret,
+                 failing_since)
+             VALUES ('old', 'user-1', '*', 'http://127.0.0.1:9/old', 'whsec_b2xk',
+                 now() - interval '100 hours');
+             INSERT INTO ckan_webhooks.delivery (id, event_id, subscription_id, dataset_id)
+             VALUES ('dl-old', 'ev-1', 'old', 'pkg-old')",
+        )
+        .await
+        .unwrap();
+    let pool = ckan_webhooks::store::pool(&db.url, 2).unwrap();
+    let claimed = claim_when_due(&pool, Duration::from_secs(30)).await;
+    let by_id: BTreeMap<String, Claimed> = claimed.into_iter().map(|c| (c.id.clone(), c)).collect();
+    // pkg-4 is claimed again elsewhere meanwhile: this instance's outcome is stale.
+    client
+        .batch_execute("UPDATE ckan_webhooks.delivery SET attempts = 2 WHERE id = 'dl-pkg-4'")
+        .await
+        .unwrap();
+
+    let since: chrono::DateTime<chrono::Utc> = client
+        .query_one(
+            "SELECT failing_since FROM ckan_webhooks.subscription WHERE id = 'old'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut old = outcome(&by_id["dl-old"], RETRY);
+    old.disable = Some(Disable {
+        reason: "failing for 100 hours".into(),
+        failing_since: since,
+    });
+    let failed_at = chrono::Utc::now();
+    let mut retried = outcome(&by_id["dl-pkg-2"], RETRY);
+    retried.record.started_at = Some(failed_at);
+    retried.record.error = Some("the receiver answered 500".into());
+    let batch = [
+        outcome(&by_id["dl-pkg-1"], Verdict::Delivered),
+        retried,
+        outcome(&by_id["dl-pkg-3"], Verdict::Dead),
+        outcome(&by_id["dl-pkg-4"], RETRY),
+        old,
+    ];
+    let recorded = outcomes::record(&pool.get().await.unwrap(), &batch)
+        .await
+        .unwrap();
+
+    let settled: BTreeSet<String> = recorded.settled.into_iter().collect();
+    let expected: BTreeSet<String> = ["dl-pkg-1", "dl-pkg-2", "dl-pkg-3", "dl-old"]
+        .map(String::from)
+        .into();
+    assert_eq!(settled, expected);
+    assert_eq!(recorded.disabled.into_iter().collect::<Vec<_>>(), ["old"]);
+
+    let rows = client
+        .query(
+            "SELECT id, status, attempts, lease_until IS NULL, last_status, last_error,
+                    next_attempt_at > now() + interval '50 seconds'
+             FROM ckan_webhooks.delivery ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<DeliveryState> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+            )
+        })
+        .collect();
+    let error = Some("the receiver answered 500".to_string());
+    assert_eq!(
+        got,
+        [
+            (
+                "dl-old".into(),
+                "pending".into(),
+                1,
+                true,
+                Some(500),
+                None,
+                true
+            ),
+            (
+                "dl-pkg-1".into(),
+                "delivered".into(),
+                1,
+                true,
+                Some(200),
+                None,
+                false
+            ),
+            (
+                "dl-pkg-2".into(),
+                "pending".into(),
+                1,
+                true,
+                Some(500),
+                error,
+                true
+            ),
+            (
+                "dl-pkg-3".into(),
+                "dead".into(),
+                1,
+                true,
+                Some(500),
+                None,
+                false
+            ),
+            // Untouched: the newer claim holds it.
+            (
+                "dl-pkg-4".into(),
+                "pending".into(),
+                2,
+                false,
+                None,
+                None,
+                false
+            ),
+        ]
+    );
+    let logged = "SELECT count(*) FROM ckan_webhooks.attempt";
+    assert_eq!(count(&client, logged).await, 5);
+
+    // The hook's streak starts at the failure after its success; the old hook is off.
+    let hooks = client
+        .query(
+            "SELECT id, state, failing_since, disabled_reason FROM ckan_webhooks.subscription
+             ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let hook = &hooks[0];
+    assert_eq!(hook.get::<_, String>("state"), "active");
+    let streak: chrono::DateTime<chrono::Utc> = hook.get("failing_since");
+    assert_eq!(streak.timestamp_micros(), failed_at.timestamp_micros());
+    let old = &hooks[1];
+    assert_eq!(old.get::<_, String>("state"), "disabled");
+    assert_eq!(
+        old.get::<_, Option<String>>("disabled_reason").as_deref(),
+        Some("failing for 100 hours")
+    );
 }

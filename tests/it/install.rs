@@ -37,7 +37,7 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
     // First install applies every file and triggers every captured table present.
     let report = install::install(&mut client).await.unwrap();
     assert_eq!(report.applied, install::migration_names());
-    assert_eq!(report.applied.len(), 8);
+    assert_eq!(report.applied.len(), 9);
     assert_eq!(report.captured_tables, expected_tables, "{schema:?}");
     assert_eq!(triggers(&client).await, 3 * expected_tables.len() as i64);
 
