@@ -144,7 +144,7 @@ async fn chunk_pass(
     let snapshot = shadow::snapshot(&tx, layout, &ids).await?;
     let changes = compare::changes(&snapshot);
     let written = shadow::record_changes(&tx, &changes).await?;
-    shadow::refresh(&tx, layout, &ids).await?;
+    shadow::store(&tx, &snapshot, &ids).await?;
     tx.commit().await?;
     if purpose == Purpose::Reconcile && written > 0 {
         tracing::warn!(

@@ -242,6 +242,7 @@ mod tests {
             content: vec![content],
             fields,
             columns: vec!["id".into(), "state".into(), "title".into()],
+            layout: 1,
             children: [None, None, None],
         }
     }

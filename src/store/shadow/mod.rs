@@ -295,6 +295,114 @@ pub async fn refresh(client: &impl GenericClient, layout: &Layout, ids: &[String
     Ok(())
 }
 
+/// Makes the shadow of the datasets `ids` what `snapshot` read of them (in the same
+/// transaction), without hashing the rows again: what exists is upserted, what is gone
+/// is deleted.
+pub async fn store(client: &impl GenericClient, snapshot: &Snapshot, ids: &[String]) -> Result<()> {
+    let hex = |bytes: &Option<Vec<u8>>| {
+        bytes
+            .as_ref()
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    };
+    let field = |row: &Value, key: &str| row.get(key).cloned().unwrap_or(Value::Null);
+    let packages: Vec<Value> = snapshot
+        .packages
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id, "name": field(&c.row, "name"), "type": field(&c.row, "type"),
+                "state": field(&c.row, "state"), "private": field(&c.row, "private"),
+                "owner_org": field(&c.row, "owner_org"),
+                "metadata_modified": field(&c.row, "metadata_modified"),
+                "content": hex(&Some(c.content.clone())), "fields": c.fields,
+                "layout": c.layout, "extras": hex(&c.children[0]), "tags": hex(&c.children[1]),
+                "groups": hex(&c.children[2]),
+            })
+        })
+        .collect();
+    let resources: Vec<Value> = snapshot
+        .resources
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id, "package_id": c.package_id, "state": field(&c.row, "state"),
+                "format": field(&c.row, "format"), "position": field(&c.row, "position"),
+                "modified": field(&c.row, "metadata_modified"),
+                "revision_id": field(&c.row, "revision_id"),
+                "content": hex(&Some(c.content.clone())), "fields": c.fields,
+                "layout": c.layout,
+            })
+        })
+        .collect();
+    let mut layouts: Vec<Value> = snapshot
+        .packages
+        .iter()
+        .chain(&snapshot.resources)
+        .map(|c| serde_json::json!({"id": c.layout, "columns": c.columns}))
+        .collect();
+    layouts.dedup();
+    client
+        .execute(
+            "WITH p AS (
+                 SELECT * FROM jsonb_to_recordset($2::jsonb) AS x (
+                     id text, name text, type text, state text, private boolean,
+                     owner_org text, metadata_modified timestamp, content text,
+                     fields integer[], layout integer, extras text, tags text, groups text)
+             ), r AS (
+                 SELECT * FROM jsonb_to_recordset($3::jsonb) AS x (
+                     id text, package_id text, state text, format text, position integer,
+                     modified timestamp, revision_id text, content text, fields integer[],
+                     layout integer)
+             ), gone_packages AS (
+                 DELETE FROM ckan_webhooks.shadow_package s WHERE s.id = ANY($1)
+                   AND s.id NOT IN (SELECT id FROM p)
+             ), packages AS (
+                 INSERT INTO ckan_webhooks.shadow_package AS s
+                     (id, name, type, state, private, owner_org, metadata_modified, content,
+                      fields, layout, extras, tags, groups)
+                 SELECT id, name, type, state, private, owner_org, metadata_modified,
+                        decode(content, 'hex'), fields, layout, decode(extras, 'hex'),
+                        decode(tags, 'hex'), decode(groups, 'hex')
+                 FROM p
+                 ON CONFLICT (id) DO UPDATE SET
+                     name = excluded.name, type = excluded.type, state = excluded.state,
+                     private = excluded.private, owner_org = excluded.owner_org,
+                     metadata_modified = excluded.metadata_modified,
+                     content = excluded.content, fields = excluded.fields,
+                     layout = excluded.layout, extras = excluded.extras, tags = excluded.tags,
+                     groups = excluded.groups
+             ), gone_resources AS (
+                 DELETE FROM ckan_webhooks.shadow_resource s WHERE s.package_id = ANY($1)
+                   AND s.id NOT IN (SELECT id FROM r)
+             ), resources AS (
+                 INSERT INTO ckan_webhooks.shadow_resource AS s
+                     (id, package_id, state, format, position, modified, revision_id, content,
+                      fields, layout)
+                 SELECT id, package_id, state, format, position, modified, revision_id,
+                        decode(content, 'hex'), fields, layout
+                 FROM r
+                 ON CONFLICT (id) DO UPDATE SET
+                     package_id = excluded.package_id, state = excluded.state,
+                     format = excluded.format, position = excluded.position,
+                     modified = excluded.modified, revision_id = excluded.revision_id,
+                     content = excluded.content, fields = excluded.fields,
+                     layout = excluded.layout
+             )
+             INSERT INTO ckan_webhooks.shadow_layout (id, columns)
+             SELECT DISTINCT ON (x.id) x.id, x.columns
+             FROM jsonb_to_recordset($4::jsonb) AS x (id integer, columns text[])
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                &ids,
+                &Value::Array(packages),
+                &Value::Array(resources),
+                &Value::Array(layouts),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Writes synthesised row changes into the change log, in order, as one transaction's.
 pub async fn record_changes(client: &impl GenericClient, changes: &[Value]) -> Result<u64> {
     if changes.is_empty() {

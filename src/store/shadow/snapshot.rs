@@ -41,6 +41,8 @@ pub struct Current {
     pub fields: Vec<i32>,
     /// The row's column names, in `fields` order.
     pub columns: Vec<String>,
+    /// The id of that column list.
+    pub layout: i32,
     /// A dataset's extras, tags and groups hashes.
     pub children: [Option<Vec<u8>>; 3],
 }
@@ -97,7 +99,7 @@ pub async fn snapshot(
         .query(
             &format!(
                 "SELECT p.id, to_jsonb(p), h.content, h.fields, h.columns, {extras}, {tags},
-                        {groups}
+                        {groups}, h.layout
                  FROM public.package p
                  CROSS JOIN LATERAL ckan_webhooks.row_hashes(to_jsonb(p)) h
                  WHERE p.id = ANY($1)"
@@ -114,6 +116,7 @@ pub async fn snapshot(
             content: r.get(2),
             fields: r.get(3),
             columns: r.get(4),
+            layout: r.get(8),
             children: [r.get(5), r.get(6), r.get(7)],
         })
         .collect();
@@ -144,7 +147,8 @@ pub async fn snapshot(
     let rows = client
         .query(
             &format!(
-                "SELECT r.id, r.package_id, to_jsonb(r), h.content, h.fields, h.columns
+                "SELECT r.id, r.package_id, to_jsonb(r), h.content, h.fields, h.columns,
+                        h.layout
                  FROM public.resource r
                  CROSS JOIN LATERAL ckan_webhooks.row_hashes(to_jsonb(r)) h
                  WHERE r.package_id = ANY($1)
@@ -163,6 +167,7 @@ pub async fn snapshot(
             content: r.get(3),
             fields: r.get(4),
             columns: r.get(5),
+            layout: r.get(6),
             children: [None, None, None],
         })
         .collect();
