@@ -55,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0007_audience.sql"),
         capture: false,
     },
+    Migration {
+        name: "0009_capture_lean",
+        sql: include_str!("../sql/0009_capture_lean.sql"),
+        capture: true,
+    },
 ];
 
 /// The names of every embedded SQL file, in the order install applies them.

@@ -45,7 +45,8 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
             "0004_column_snapshot",
             "0005_delivery_indexes",
             "0006_requeue",
-            "0007_audience"
+            "0007_audience",
+            "0009_capture_lean"
         ]
     );
     assert_eq!(report.captured_tables, expected_tables, "{schema:?}");
@@ -87,7 +88,7 @@ async fn install_cycle(schema: Schema, expected_tables: &[&str]) {
 
     // Installing again puts the capture back.
     let back = install::install(&mut client).await.unwrap();
-    assert_eq!(back.applied, vec!["0002_capture"]);
+    assert_eq!(back.applied, vec!["0002_capture", "0009_capture_lean"]);
     assert_eq!(triggers(&client).await, 3 * expected_tables.len() as i64);
 
     // --drop-data removes the schema; CKAN's tables are untouched.
