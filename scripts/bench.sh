@@ -307,7 +307,7 @@ scenario_bytes() {
         -f "$repo/benches/pgbench/$shape.sql" bench_bytes >/dev/null 2>&1
       qv bench_bytes "VACUUM ANALYZE ckan_webhooks.change" >/dev/null
       local mix row total count
-      mix=$(qv bench_bytes "SELECT string_agg(table_name || ' ' || op || ' ×' || n, ', ' ORDER BY table_name, op)
+      mix=$(qv bench_bytes "SELECT string_agg(table_name || ' ' || op::text || ' ×' || n, ', ' ORDER BY table_name, op)
                             FROM (SELECT table_name, op, count(*) n FROM ckan_webhooks.change GROUP BY 1, 2) s")
       row=$(qv bench_bytes "SELECT round(avg(pg_column_size(c.*))) FROM ckan_webhooks.change c")
       total=$(qv bench_bytes "SELECT pg_total_relation_size('ckan_webhooks.change')")
@@ -386,7 +386,10 @@ scenario_delivery() {
     else
       echo "The delivery benchmark printed no \`BENCH\` lines in this run; its own output:"
       echo
-      echo "$out" | grep '^|' || echo "(none)"
+      # Its tables, each on its own (a blank line before every header row but the first).
+      echo "$out" | grep '^|' \
+        | awk 'NR > 1 { if ($0 ~ /^\|---/ && n++) print ""; print prev } { prev = $0 } END { if (NR) print prev }' \
+        || echo "(none)"
     fi
   } > "$work/sections/delivery.md"
 }
@@ -394,7 +397,13 @@ scenario_delivery() {
 for s in "${all_scenarios[@]}"; do
   if wants "$s"; then
     log "scenario $s"
-    "scenario_$s"
+    # A failing scenario is reported as such; the others still run and are written.
+    if ! "scenario_$s"; then
+      log "scenario $s failed"
+      stop_service
+      printf '## %s\n\nFailed in this run (see the output of scripts/bench.sh).\n' "$s" \
+        > "$work/sections/$s.md"
+    fi
     cat "$work/sections/$s.md" >&2
   fi
 done
