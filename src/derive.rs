@@ -74,9 +74,9 @@ pub struct Change {
     pub row_id: String,
     /// The dataset the row belongs to.
     pub package_id: Option<String>,
-    /// The old image: whole for deletes; for updates whole when a visibility column
-    /// changed, else only its visibility columns marked `__head`; updates add
-    /// `__old_hash`, `__new_hash` and `__changed`.
+    /// The old image, whole. Changes captured before sql/0010_capture_lean.sql hold,
+    /// for updates where no visibility column changed, only the visibility columns
+    /// marked `__head`, and for every update `__old_hash`, `__new_hash` and `__changed`.
     pub old_row: Option<Value>,
     /// The new image, whole.
     pub new_row: Option<Value>,

@@ -65,6 +65,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0009_delivery_perf.sql"),
         capture: false,
     },
+    Migration {
+        name: "0010_capture_lean",
+        sql: include_str!("../sql/0010_capture_lean.sql"),
+        capture: true,
+    },
 ];
 
 /// The names of every embedded SQL file, in the order install applies them.

@@ -1,5 +1,11 @@
 //! One entity's state across a transaction: the old image of its first change, the new
-//! image of its last, their content hashes and the fields that changed in between.
+//! image of its last, and the fields that changed in between.
+//!
+//! Two formats of update are read. Since sql/0010_capture_lean.sql the old image is the
+//! whole old row, and the content comparison and changed fields are worked out here, so
+//! the trigger computes nothing per row. Changes captured before it carry a head of the
+//! old row with `__head`, `__old_hash`, `__new_hash` and `__changed`; those may still be
+//! in the change log when the new file is installed.
 
 use super::{Change, Op};
 use serde_json::Value;
@@ -44,9 +50,21 @@ impl Track {
             Op::Update => {
                 self.after = change.new_row.clone();
                 self.after_hash = hidden(&change.old_row, "__new_hash");
-                if let Some(Value::Array(keys)) = change.old_row.as_ref().map(|o| &o["__changed"]) {
-                    self.changed
-                        .extend(keys.iter().filter_map(|k| k.as_str().map(String::from)));
+                match (&change.old_row, &change.new_row) {
+                    (Some(old), _) if old.get("__changed").is_some() => {
+                        if let Value::Array(keys) = &old["__changed"] {
+                            self.changed
+                                .extend(keys.iter().filter_map(|k| k.as_str().map(String::from)));
+                        }
+                    }
+                    (Some(Value::Object(old)), Some(Value::Object(new))) => {
+                        self.changed.extend(
+                            new.iter()
+                                .filter(|(k, v)| old.get(k.as_str()) != Some(v))
+                                .map(|(k, _)| k.clone()),
+                        );
+                    }
+                    _ => {}
                 }
             }
             Op::Delete => {
@@ -56,11 +74,25 @@ impl Track {
         }
     }
 
-    /// Whether the content differs, `metadata_modified` aside. Without both hashes
-    /// (a row deleted and inserted again) it is taken as changed.
+    /// Whether the content differs, `metadata_modified` aside: the two hashes of the
+    /// old format, else the whole old image against the new one. Without either (a row
+    /// deleted and inserted again, or a transaction captured across the upgrade) it is
+    /// taken as changed.
     pub(super) fn content_changed(&self) -> bool {
-        match (&self.before_hash, &self.after_hash) {
-            (Some(before), Some(after)) => before != after,
+        if let (Some(before), Some(after)) = (&self.before_hash, &self.after_hash) {
+            return before != after;
+        }
+        match (&self.before, &self.after) {
+            (Some(Value::Object(before)), Some(Value::Object(after)))
+                if self.before_hash.is_none() && !before.contains_key("__head") =>
+            {
+                let content = |(k, _): &(&String, &Value)| k.as_str() != "metadata_modified";
+                before.len() != after.len()
+                    || before
+                        .iter()
+                        .filter(content)
+                        .any(|(k, v)| after.get(k.as_str()) != Some(v))
+            }
             _ => true,
         }
     }
