@@ -77,6 +77,16 @@ pub fn migration_names() -> Vec<&'static str> {
     MIGRATIONS.iter().map(|m| m.name).collect()
 }
 
+/// The names of the capture files (the triggers and their functions), which an install
+/// with `--no-triggers` skips and uninstall forgets.
+pub fn capture_migration_names() -> Vec<&'static str> {
+    MIGRATIONS
+        .iter()
+        .filter(|m| m.capture)
+        .map(|m| m.name)
+        .collect()
+}
+
 /// The CKAN tables whose columns are recorded at install and compared by `check`.
 pub const SNAPSHOT_TABLES: [&str; 2] = ["package", "resource"];
 

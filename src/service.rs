@@ -185,14 +185,13 @@ async fn resolve_mode(client: &tokio_postgres::Client, asked: Mode) -> Result<Mo
             Ok(Mode::Poll)
         }
         (Mode::Auto, true) => Ok(Mode::Trigger),
-        (Mode::Poll, true) => {
-            tracing::warn!(
-                "--mode poll with capture triggers installed: the change log fills with \
-                 captured changes that poll passes also find; uninstall the triggers \
-                 (`ckan-webhooks install --no-triggers` after `uninstall`) for poll mode"
-            );
-            Ok(Mode::Poll)
-        }
+        (Mode::Poll, true) => Err(Error::new(
+            ErrorKind::Schema,
+            "--mode poll, but capture triggers are installed on public.package: their \
+             changes and the poll passes would deliver every change twice; run \
+             `ckan-webhooks uninstall` (keeps subscriptions) for poll mode, or use --mode \
+             trigger or auto",
+        )),
         (mode, _) => Ok(mode),
     }
 }

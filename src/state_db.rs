@@ -69,6 +69,35 @@ pub async fn attach(state: &mut Client, ckan_url: &str) -> Result<()> {
                 ),
             )
         })?;
+    // A state database follows one CKAN: its shadow describes that CKAN's rows, so
+    // pointing it at another would turn every difference into events.
+    let bound: Option<Vec<String>> = tx
+        .query_opt(
+            "SELECT srvoptions FROM pg_foreign_server WHERE srvname = $1",
+            &[&SERVER],
+        )
+        .await?
+        .map(|r| r.get::<_, Option<Vec<String>>>(0).unwrap_or_default());
+    if let Some(bound) = bound {
+        let now: Vec<String> = server
+            .split(", ")
+            .map(|o| o.replacen(' ', "=", 1).replace('\'', ""))
+            .collect();
+        let mut then = bound.clone();
+        then.sort();
+        let mut wanted = now.clone();
+        wanted.sort();
+        if then != wanted {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "this state database already follows another CKAN database ({}); \
+                     give it that one, or start a new state database",
+                    bound.join(" ")
+                ),
+            ));
+        }
+    }
     drop_foreign_tables(&tx).await?;
     tx.batch_execute(&format!(
         "DROP SERVER IF EXISTS {SERVER} CASCADE;

@@ -30,11 +30,24 @@ pub fn diagnose(facts: Facts, notify: Result<RoundTrip, String>) -> Report {
 
     // The side schema and its ledger.
     let applied = facts.applied.clone().unwrap_or_default();
-    let pending = if facts.side_schema {
+    // Installed without triggers (`install --no-triggers`): no capture file applied and
+    // no trigger anywhere. That is poll mode, not damage.
+    let capture_files = crate::install::capture_migration_names();
+    let poll_install = facts.side_schema
+        && facts.applied.is_some()
+        && !applied.iter().any(|a| capture_files.contains(&a.as_str()))
+        && facts
+            .triggers
+            .iter()
+            .all(|t| t.states.iter().all(|s| *s == TriggerState::Missing));
+    let mut pending = if facts.side_schema {
         facts::pending(&applied)
     } else {
         Vec::new()
     };
+    if poll_install {
+        pending.retain(|p| !capture_files.contains(&p.as_str()));
+    }
     if !facts.side_schema {
         problems.push(
             "the side schema ckan_webhooks is not installed: run `ckan-webhooks install`".into(),
@@ -57,7 +70,7 @@ pub fn diagnose(facts: Facts, notify: Result<RoundTrip, String>) -> Report {
         .iter()
         .map(|f| (f.to_string(), facts.functions.contains(*f)))
         .collect();
-    if facts.side_schema && functions.iter().any(|(_, there)| !there) {
+    if facts.side_schema && !poll_install && functions.iter().any(|(_, there)| !there) {
         let missing: Vec<&str> = functions
             .iter()
             .filter(|(_, t)| !t)
@@ -74,7 +87,7 @@ pub fn diagnose(facts: Facts, notify: Result<RoundTrip, String>) -> Report {
             let name = format!("ckan_webhooks_{op}");
             let fix = match state {
                 TriggerState::Enabled => continue,
-                TriggerState::Missing if !facts.side_schema => continue,
+                TriggerState::Missing if !facts.side_schema || poll_install => continue,
                 TriggerState::Missing => "run `ckan-webhooks uninstall` then `install` \
                                           (subscriptions and deliveries are kept)"
                     .to_string(),
@@ -156,8 +169,11 @@ pub fn diagnose(facts: Facts, notify: Result<RoundTrip, String>) -> Report {
             detail: "not installed yet".into(),
         }),
     }
-    let installed_ok = facts.triggers.iter().any(|t| t.table == "package");
-    if !facts.no_trigger_right.is_empty() && !installed_ok {
+    let installed_ok = facts
+        .triggers
+        .iter()
+        .any(|t| t.table == "package" && t.states.iter().any(|s| *s != TriggerState::Missing));
+    if !facts.no_trigger_right.is_empty() && !installed_ok && !poll_install {
         problems.push(format!(
             "role {} may not create triggers on {}: run install as the tables' owner (CKAN's \
              role) or a superuser, or GRANT TRIGGER on them",

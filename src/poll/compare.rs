@@ -2,10 +2,11 @@
 //! written had it seen them, one per entity that moved, shaped like the trigger's so that
 //! derivation cannot tell them apart. Pure; the caller reads and writes.
 //!
-//! What a pass can know is less than a trigger sees: the "before" image is the shadow's
-//! visibility columns (a dataset's name, type, state, private, owner_org; a resource's
-//! package_id, state, format), the changed fields come from per-column hashes, and every
-//! change to one entity since the last pass is one change.
+//! What a pass can know is less than a trigger sees: the "before" image is the row as it
+//! is with the shadow's visibility columns and metadata_modified put back (a dataset's
+//! name, type, state, private, owner_org; a resource's package_id, state, format,
+//! position), the changed fields come from per-column hashes, and every change to one
+//! entity since the last pass is one change.
 
 use crate::store::shadow::{Current, Seen, Snapshot};
 use serde_json::{json, Map, Value};
@@ -146,11 +147,16 @@ fn entity_change(
             if seen.content == current.content && !moved {
                 return None;
             }
-            let mut old = match &seen.head {
+            // The old image: the row as it is, with what the shadow kept of it before (its
+            // visibility columns and metadata_modified) put back, so that a delete shows
+            // the entity as it was, as in trigger mode.
+            let mut old = match &current.row {
                 Value::Object(map) => map.clone(),
                 _ => Map::new(),
             };
-            old.insert("__head".into(), json!(true));
+            if let Value::Object(head) = &seen.head {
+                old.extend(head.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
             old.insert("__old_hash".into(), json!(hex(&seen.content)));
             old.insert("__new_hash".into(), json!(hex(&current.content)));
             old.insert(
@@ -274,7 +280,7 @@ mod tests {
         assert_eq!(out[0]["old_row"]["__changed"], json!(["title"]));
         assert_eq!(out[0]["old_row"]["__old_hash"], "01");
         assert_eq!(out[0]["old_row"]["__new_hash"], "02");
-        assert_eq!(out[0]["old_row"]["__head"], true);
+        assert!(out[0]["old_row"].get("__head").is_none());
     }
 
     #[test]

@@ -121,7 +121,10 @@ pub async fn ckan_release_line<C: GenericClient>(client: &C) -> Result<Option<&'
 
     let tables: std::collections::BTreeSet<String> = client
         .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            // Foreign tables count too: a state database reads CKAN through them.
+            "SELECT c.relname::text FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+             WHERE c.relkind IN ('r', 'p', 'f')",
             &[],
         )
         .await?

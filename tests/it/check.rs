@@ -86,6 +86,31 @@ async fn real_schemas_give_their_version_and_tables() {
     }
 }
 
+/// `install --no-triggers` is a healthy poll-mode install, not a damaged one; dropping
+/// the triggers of a trigger install is damage.
+#[tokio::test]
+async fn an_install_without_triggers_is_healthy_poll_mode() {
+    let db = TestDb::create(Schema::Core, false).await.unwrap();
+    let mut client = db.client().await;
+    ckan_webhooks::install::install_with(&mut client, false)
+        .await
+        .unwrap();
+    let report = check::check(&db.url).await.unwrap();
+    assert!(report.healthy(), "{report}");
+    assert!(report.mode.starts_with("poll mode"), "{report}");
+    assert!(report.pending.is_empty(), "{report}");
+
+    let db = TestDb::installed().await;
+    let client = db.client().await;
+    client
+        .batch_execute("DROP TRIGGER ckan_webhooks_update ON package")
+        .await
+        .unwrap();
+    let report = check::check(&db.url).await.unwrap();
+    assert!(!report.healthy(), "{report}");
+    assert!(report.mode.contains("degraded"), "{report}");
+}
+
 #[tokio::test]
 async fn not_installed_is_unhealthy_and_says_install() {
     let db = TestDb::create(Schema::Core, false).await.unwrap();

@@ -104,6 +104,15 @@ async fn poll_mode_delivers_and_resumes_after_a_restart() {
     assert_eq!(update["changes"], serde_json::json!(["title"]));
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.recorded().len(), 3, "nothing twice");
+
+    // A soft delete shows the dataset as it was, as trigger mode does.
+    client
+        .batch_execute("UPDATE package SET state = 'deleted' WHERE id = 'b';")
+        .await
+        .unwrap();
+    let got = receiver.wait_for(4, WAIT).await;
+    assert_eq!(got[3].json()["topic"], "dataset/delete");
+    assert_eq!(got[3].json()["entity"]["state"], "active");
     second.stop().await;
 }
 

@@ -40,6 +40,23 @@ async fn a_read_only_ckan_database_gets_webhooks_through_a_state_database() {
         .await
         .unwrap();
     assert!(state_db::is_state_database(&state_client).await.unwrap());
+    // The CKAN release is told through the foreign tables as from CKAN's database.
+    assert_eq!(
+        ckan_webhooks::store::users::ckan_release_line(&state_client)
+            .await
+            .unwrap(),
+        Some("2.12")
+    );
+
+    // Attaching again to the same CKAN is fine; to another one is refused.
+    state_db::attach(&mut state_client, &reader_url)
+        .await
+        .unwrap();
+    let other = reader_url.replace(&format!("/{name}"), "/postgres");
+    let refused = state_db::attach(&mut state_client, &other)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("already follows"), "{refused}");
 
     // Nothing of ours in CKAN's database, and the reader cannot write there.
     let ours: Option<String> = admin

@@ -76,7 +76,8 @@ pub async fn snapshot(
     let rows = client
         .query(
             "SELECT id, jsonb_build_object('id', id, 'name', name, 'type', type, 'state', state,
-                                           'private', private, 'owner_org', owner_org),
+                                           'private', private, 'owner_org', owner_org,
+                                           'metadata_modified', metadata_modified),
                     content, fields, layout, extras, tags, groups
              FROM ckan_webhooks.shadow_package WHERE id = ANY($1)",
             &[&ids],
@@ -123,8 +124,11 @@ pub async fn snapshot(
 
     let rows = client
         .query(
-            "SELECT id, package_id, jsonb_build_object('id', id, 'package_id', package_id,
-                                                       'state', state, 'format', format),
+            "SELECT id, package_id,
+                    jsonb_build_object('id', id, 'package_id', package_id, 'state', state,
+                                       'format', format, 'position', position)
+                    || CASE WHEN modified IS NULL THEN '{}'::jsonb
+                            ELSE jsonb_build_object('metadata_modified', modified) END,
                     content, fields, layout
              FROM ckan_webhooks.shadow_resource WHERE package_id = ANY($1)
              ORDER BY package_id, position NULLS LAST, id",
