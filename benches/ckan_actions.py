@@ -22,6 +22,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "ckan"))
 import driver  # noqa: E402
+import nosolr  # noqa: E402
 
 
 def make_ini(url, work):
@@ -82,8 +83,10 @@ def main():
     os.makedirs(args.work, exist_ok=True)
 
     ini = make_ini(args.database_url, args.work)
-    out = driver.protocol_stdout()
-    driver.disable_solr()
+    # The driver's protocol stream is binary (it serves Python 2.7 too): write text to it.
+    import io
+    out = io.TextIOWrapper(driver.protocol_stdout(), encoding="utf-8", write_through=True)
+    nosolr.disable_solr()
     drv = driver.Driver(driver.load_ckan(ini))
     with drv.app.test_request_context():
         drv.setup()
