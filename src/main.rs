@@ -303,7 +303,12 @@ impl RunArgs {
         // The CKAN release decides whether legacy keys work and which secret CKAN
         // falls back to; it is told once, here.
         let line = {
-            let client = connect(&database_url).await?;
+            let flag = if self.state_database_url.is_some() {
+                "--state-database-url"
+            } else {
+                "--database-url"
+            };
+            let client = connect(&database_url, flag).await?;
             users::ckan_release_line(&client)
                 .await
                 .context("cannot tell the CKAN version")?
@@ -389,16 +394,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let report = match state_database_url {
                 Some(state_url) => {
                     // Fail early and clearly when CKAN's database cannot be read as given.
-                    connect(&ckan_url).await?;
-                    let mut state = connect(&state_url)
-                        .await
-                        .with_context(|| "cannot connect to --state-database-url")?;
+                    connect(&ckan_url, "--database-url").await?;
+                    let mut state = connect(&state_url, "--state-database-url").await?;
                     state_db::attach(&mut state, &ckan_url).await?;
                     println!("CKAN's tables are read through postgres_fdw from the state database");
                     install::install_with(&mut state, false).await?
                 }
                 None => {
-                    let mut client = connect(&ckan_url).await?;
+                    let mut client = connect(&ckan_url, "--database-url").await?;
                     install::install_with(&mut client, !no_triggers).await?
                 }
             };
@@ -417,7 +420,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             database,
             drop_data,
         } => {
-            let mut client = connect(&database.url(database.ini()?.as_ref())?).await?;
+            let url = database.url(database.ini()?.as_ref())?;
+            let mut client = connect(&url, "--database-url").await?;
             let removed = install::uninstall(&mut client, drop_data).await?;
             match (removed.schema_existed, drop_data) {
                 (false, _) => println!("nothing to remove: ckan_webhooks is not installed"),
@@ -447,11 +451,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+/// Connects to `url`, naming `flag` (where the URL came from) in any error.
+async fn connect(url: &str, flag: &str) -> anyhow::Result<tokio_postgres::Client> {
     let _: tokio_postgres::Config = url
         .parse()
-        .with_context(|| format!("invalid --database-url {:?}", store::redact_password(url)))?;
+        .with_context(|| format!("invalid {flag} {:?}", store::redact_password(url)))?;
     store::connect(url)
         .await
-        .with_context(|| "cannot connect to the database".to_string())
+        .with_context(|| format!("cannot connect to the {flag} database"))
 }

@@ -50,6 +50,12 @@ fn bad_delivery_settings_are_refused_in_one_line_naming_the_value() {
             &["--retention-days", "99999999999999999"],
             "invalid --retention-days 99999999999999999",
         ),
+        (&["--mode", "sometimes"], "invalid --mode \"sometimes\""),
+        (&["--poll-cycle-secs", "0"], "invalid --poll-cycle-secs 0"),
+        (
+            &["--state-database-url", "not a url"],
+            "invalid --state-database-url \"not a url\"",
+        ),
     ];
     for (flags, expected) in cases {
         let (code, stderr) = run_with(flags);
