@@ -9,7 +9,6 @@
 
 mod support;
 use bytes::Bytes;
-use ckan_webhooks::config::{DeliveryConfig, MinimumAuth, RunConfig};
 use ckan_webhooks::{service, store};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -81,34 +80,12 @@ async fn main() {
         .unwrap();
 
     let shutdown = CancellationToken::new();
-    let config = RunConfig {
-        database_url: url.clone(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        site_url: "http://ckan.bench".into(),
-        token_secret: b"bench".to_vec(),
-        minimum_auth: MinimumAuth::None,
-        accept_api_keys: false,
-        allow_dataset_collaborators: false,
-        poll_interval: Duration::from_millis(1000),
-        pool_size: 8,
-        delivery: DeliveryConfig {
-            allow_private_targets: true,
-            // One commit every few milliseconds is faster than the default 50 requests
-            // per second to one destination: the limiter, not the pipeline, would be
-            // timed.
-            rate_per_destination: 100_000,
-            ..DeliveryConfig::default()
-        },
-        retention: None,
-        // Reconciliation (on by default) makes each derive batch refresh the shadow;
-        // CKAN_WEBHOOKS_BENCH_RECONCILE=0 measures without it.
-        capture: ckan_webhooks::config::CaptureConfig {
-            reconcile_interval: (std::env::var("CKAN_WEBHOOKS_BENCH_RECONCILE").as_deref()
-                != Ok("0"))
-            .then(|| Duration::from_secs(600)),
-            ..Default::default()
-        },
-    };
+    let mut config = support::service_config(&url);
+    // Reconciliation (on by default) has derivation mark datasets for a shadow refresh;
+    // CKAN_WEBHOOKS_BENCH_RECONCILE=0 measures without it.
+    if std::env::var("CKAN_WEBHOOKS_BENCH_RECONCILE").as_deref() == Ok("0") {
+        config.capture.reconcile_interval = None;
+    }
     let running = service::start(config, shutdown.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 

@@ -21,7 +21,6 @@
 mod support;
 use bytes::Bytes;
 use chrono::Utc;
-use ckan_webhooks::config::{DeliveryConfig, MinimumAuth, RunConfig};
 use ckan_webhooks::{retention, service, store};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -187,24 +186,7 @@ async fn main() {
         .unwrap();
 
     let shutdown = CancellationToken::new();
-    let config = RunConfig {
-        database_url: url.clone(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        site_url: "http://ckan.bench".into(),
-        token_secret: b"bench".to_vec(),
-        minimum_auth: MinimumAuth::None,
-        accept_api_keys: false,
-        allow_dataset_collaborators: false,
-        poll_interval: Duration::from_millis(1000),
-        pool_size: 8,
-        delivery: DeliveryConfig {
-            allow_private_targets: true,
-            rate_per_destination: 100_000,
-            ..DeliveryConfig::default()
-        },
-        retention: None,
-        capture: Default::default(),
-    };
+    let config = support::service_config(&url);
     let running = service::start(config, shutdown.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 

@@ -81,12 +81,14 @@ pub async fn derive_pending(pool: &Pool, options: &Options) -> Result<Derived> {
                 );
             }
             ids.extend(transaction.changes.iter().map(|c| c.id));
-            datasets.extend(
-                transaction
-                    .changes
-                    .iter()
-                    .filter_map(|c| c.package_id.clone()),
-            );
+            if options.refresh_shadow {
+                datasets.extend(
+                    transaction
+                        .changes
+                        .iter()
+                        .filter_map(|c| c.package_id.clone()),
+                );
+            }
         }
         changes::delete_changes(&*tx, &ids).await?;
         if options.refresh_shadow {

@@ -1,7 +1,9 @@
 //! What every benchmark needs: logs when asked, and a PostgreSQL server to use.
 
 use ckan_webhooks::cluster::Cluster;
+use ckan_webhooks::config::{DeliveryConfig, MinimumAuth, RunConfig};
 use ckan_webhooks::{install, store};
+use std::time::Duration;
 
 /// CKAN's core tables, loaded into every benchmark database.
 const CKAN_SCHEMA: &str = include_str!("../../sql/ckan/ckan-2.12-core.sql");
@@ -41,4 +43,30 @@ pub async fn database(admin_url: &str) -> (String, String) {
     client.batch_execute(CKAN_SCHEMA).await.unwrap();
     install::install(&mut client).await.unwrap();
     (url, name)
+}
+
+/// The service as the latency benchmarks run it on `url`: loopback receivers allowed and
+/// the per-destination rate limit out of the way (one commit every few milliseconds is
+/// faster than the default 50 requests per second: the limiter, not the pipeline, would
+/// be timed).
+#[allow(dead_code)] // Not every benchmark starts the service.
+pub fn service_config(url: &str) -> RunConfig {
+    RunConfig {
+        database_url: url.to_string(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        site_url: "http://ckan.bench".into(),
+        token_secret: b"bench".to_vec(),
+        minimum_auth: MinimumAuth::None,
+        accept_api_keys: false,
+        allow_dataset_collaborators: false,
+        poll_interval: Duration::from_millis(1000),
+        pool_size: 8,
+        delivery: DeliveryConfig {
+            allow_private_targets: true,
+            rate_per_destination: 100_000,
+            ..DeliveryConfig::default()
+        },
+        retention: None,
+        capture: Default::default(),
+    }
 }

@@ -8,9 +8,9 @@
 //! position), the changed fields come from per-column hashes, and every change to one
 //! entity since the last pass is one change.
 
-use crate::store::shadow::{Current, Seen, Snapshot};
+use crate::store::shadow::{hex, Current, Seen, Snapshot};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The child tables whose content the shadow keeps as hashes, in `children` order, with
 /// the row a trigger would have written (derivation only reads its table and, for
@@ -55,13 +55,13 @@ pub fn changes(snapshot: &Snapshot) -> Vec<Value> {
             .or_default()
             .push((Some(seen), current));
     }
-    let seen_ids: HashMap<&str, ()> = snapshot
+    let seen_ids: HashSet<&str> = snapshot
         .seen_resources
         .iter()
-        .map(|s| (s.id.as_str(), ()))
+        .map(|s| s.id.as_str())
         .collect();
     for current in &snapshot.resources {
-        if !seen_ids.contains_key(current.id.as_str()) {
+        if !seen_ids.contains(current.id.as_str()) {
             resources
                 .entry(current.package_id.as_str())
                 .or_default()
@@ -218,10 +218,6 @@ fn changed_fields(seen: &Seen, current: &Current, snapshot: &Snapshot) -> Vec<St
     names.sort();
     names.dedup();
     names
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! mode, where a pass against the shadow replaces the triggers.
 
 use crate::support::db::{Schema, TestDb};
-use crate::support::events;
+use crate::support::events::{self, ev};
 use ckan_webhooks::audience::Class;
 use ckan_webhooks::{install, poll, store, watch};
 
@@ -64,12 +64,6 @@ async fn step(lab: &Lab, sql: &str) -> Vec<(String, String)> {
         .into_iter()
         .filter(|(_, _, audience)| audience & Class::OUTSIDER.bit() != 0)
         .map(|(t, id, _)| (t, id))
-        .collect()
-}
-
-fn ev(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(t, id)| (t.to_string(), id.to_string()))
         .collect()
 }
 

@@ -4,7 +4,7 @@
 //! revisions; and CKAN's schema changing under a running service.
 
 use crate::support::db::{Schema, TestDb};
-use crate::support::events::{self, wait_for_baseline};
+use crate::support::events::{self, ev, wait_for_baseline};
 use crate::support::receiver::Receiver;
 use crate::support::service::{self, app_developer, TestService};
 use ckan_webhooks::audience::Class;
@@ -23,12 +23,6 @@ async fn take_events(client: &tokio_postgres::Client) -> Vec<(String, String)> {
         .into_iter()
         .filter(|(_, _, audience)| audience & Class::OUTSIDER.bit() != 0)
         .map(|(t, id, _)| (t, id))
-        .collect()
-}
-
-fn ev(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(t, id)| (t.to_string(), id.to_string()))
         .collect()
 }
 

@@ -39,7 +39,7 @@ pub async fn take_baseline(client: &impl GenericClient, layout: &Layout) -> Resu
     let resources = client
         .execute(&upsert_resources(layout, "true"), &[])
         .await?;
-    record_layouts(client, layout).await?;
+    record_layouts(client).await?;
     if layout.revisions {
         client
             .execute(
@@ -112,7 +112,7 @@ fn upsert_resources(layout: &Layout, filter: &str) -> String {
 }
 
 /// Records the column lists the shadow's per-column hashes are aligned to.
-async fn record_layouts(client: &impl GenericClient, _layout: &Layout) -> Result<()> {
+async fn record_layouts(client: &impl GenericClient) -> Result<()> {
     client
         .batch_execute(
             "INSERT INTO ckan_webhooks.shadow_layout (id, columns)
@@ -299,11 +299,7 @@ pub async fn refresh(client: &impl GenericClient, layout: &Layout, ids: &[String
 /// transaction), without hashing the rows again: what exists is upserted, what is gone
 /// is deleted.
 pub async fn store(client: &impl GenericClient, snapshot: &Snapshot, ids: &[String]) -> Result<()> {
-    let hex = |bytes: &Option<Vec<u8>>| {
-        bytes
-            .as_ref()
-            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-    };
+    let opt_hex = |bytes: &Option<Vec<u8>>| bytes.as_deref().map(hex);
     let field = |row: &Value, key: &str| row.get(key).cloned().unwrap_or(Value::Null);
     let packages: Vec<Value> = snapshot
         .packages
@@ -314,9 +310,9 @@ pub async fn store(client: &impl GenericClient, snapshot: &Snapshot, ids: &[Stri
                 "state": field(&c.row, "state"), "private": field(&c.row, "private"),
                 "owner_org": field(&c.row, "owner_org"),
                 "metadata_modified": field(&c.row, "metadata_modified"),
-                "content": hex(&Some(c.content.clone())), "fields": c.fields,
-                "layout": c.layout, "extras": hex(&c.children[0]), "tags": hex(&c.children[1]),
-                "groups": hex(&c.children[2]),
+                "content": hex(&c.content), "fields": c.fields,
+                "layout": c.layout, "extras": opt_hex(&c.children[0]), "tags": opt_hex(&c.children[1]),
+                "groups": opt_hex(&c.children[2]),
             })
         })
         .collect();
@@ -329,7 +325,7 @@ pub async fn store(client: &impl GenericClient, snapshot: &Snapshot, ids: &[Stri
                 "format": field(&c.row, "format"), "position": field(&c.row, "position"),
                 "modified": field(&c.row, "metadata_modified"),
                 "revision_id": field(&c.row, "revision_id"),
-                "content": hex(&Some(c.content.clone())), "fields": c.fields,
+                "content": hex(&c.content), "fields": c.fields,
                 "layout": c.layout,
             })
         })
@@ -433,4 +429,9 @@ pub async fn record_pass(client: &impl GenericClient, name: &str, value: &Value)
         )
         .await?;
     Ok(())
+}
+
+/// Lowercase hex of a hash, as the change log and the shadow's JSON transport carry it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -20,6 +20,13 @@ pub async fn take_scoped(client: &tokio_postgres::Client) -> Vec<(String, String
     events.into_iter().map(|(_, t, id, a)| (t, id, a)).collect()
 }
 
+/// Expected events as (topic, entity id), from literals.
+pub fn ev(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(t, id)| (t.to_string(), id.to_string()))
+        .collect()
+}
+
 /// Waits (up to 20 s) until the first poll pass has taken its baseline.
 pub async fn wait_for_baseline(client: &tokio_postgres::Client) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
